@@ -1,0 +1,206 @@
+"""The region commands of ``gar-app``: describe, ask, and tiny checkpoints for tests."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+
+from gar_app.errors import InputError
+
+
+def _json_list(text: str, name: str) -> list:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError:
+        raise InputError(f"{name} must be JSON, e.g. '[[100, 200]]'; got {text!r}") from None
+    if not isinstance(value, list):
+        raise InputError(f"{name} must be a JSON list; got {text!r}")
+    return value
+
+
+def _add_model_options(parser: argparse.ArgumentParser) -> None:
+    from gar_app.model import DEFAULT_MODEL
+
+    parser.add_argument("--model", default=DEFAULT_MODEL, help=f"GAR checkpoint folder or Hub id (default {DEFAULT_MODEL})")
+    parser.add_argument("--device", default=None, help="cuda, cpu, mps... (default: best available)")
+    parser.add_argument("--dtype", default=None, choices=["bf16", "fp16", "fp32"], help="weights dtype")
+    parser.add_argument("--max-new-tokens", type=int, default=1024, help="longest answer in tokens (default 1024)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of streaming text")
+
+
+def _load(args: argparse.Namespace):
+    from gar_app.model import load_gar
+
+    print(f"loading GAR from {args.model} ...", file=sys.stderr, flush=True)
+    gar = load_gar(args.model, device=args.device, dtype=args.dtype)
+    print(f"loaded on {gar.device}", file=sys.stderr, flush=True)
+    return gar
+
+
+def _emit(pieces: Iterable[str], as_json: bool) -> str:
+    """Stream pieces to stdout as they come (or collect them quietly for --json)."""
+    text = []
+    for piece in pieces:
+        text.append(piece)
+        if not as_json:
+            sys.stdout.write(piece)
+            sys.stdout.flush()
+    if not as_json:
+        sys.stdout.write("\n")
+    return "".join(text)
+
+
+def _regions_json(masks: Sequence[np.ndarray]) -> list[dict]:
+    from gar_app.images import mask_box
+    from gar_app.model.processing import tag
+
+    return [
+        {"tag": tag(k), "box": list(mask_box(m)) if m.any() else None, "area": int(m.sum())}
+        for k, m in enumerate(masks)
+    ]
+
+
+def _print_json(args: argparse.Namespace, text: str, masks: Sequence[np.ndarray], **extra) -> None:
+    document = {"text": text, "model": str(args.model), "image": str(args.image), "regions": _regions_json(masks)}
+    document.update(extra)
+    print(json.dumps(document, ensure_ascii=False))
+
+
+def _segment_mask(args: argparse.Namespace, image) -> tuple[np.ndarray, dict]:
+    """Turn --points/--labels/--box into a mask with SAM (or the fallback), saying which."""
+    from gar_app.segment import Marks, load_segmenter
+
+    points = _json_list(args.points, "--points") if args.points else []
+    labels = _json_list(args.labels, "--labels") if args.labels else [1] * len(points)
+    box = _json_list(args.box, "--box") if args.box else None
+    if len(labels) != len(points):
+        raise InputError(f"--labels has {len(labels)} entries for {len(points)} points")
+    segmenter = load_segmenter(args.sam, device=args.device)
+    print(f"segmenting with {segmenter.name}", file=sys.stderr, flush=True)
+    segmenter.set_image(image)
+    result = segmenter.segment(Marks(points=points, labels=labels, box=box))
+    return result.mask, {"segmenter": segmenter.name, "score": round(float(result.score), 4)}
+
+
+def _save_overlay(path: str, image, masks: Sequence[np.ndarray]) -> None:
+    from PIL import Image
+
+    from gar_app.regions import RegionSet
+
+    regions = RegionSet()
+    for mask in masks:
+        regions.add(mask=mask, source="mask")
+    overlay = regions.render(image)
+    Image.fromarray(np.asarray(overlay)).save(path)
+    print(f"overlay saved to {path}", file=sys.stderr)
+
+
+def run_describe(args: argparse.Namespace) -> int:
+    from gar_app.images import load_image, load_mask
+    from gar_app.model import GenerationSettings
+
+    image = load_image(args.image)
+    extra: dict = {}
+    if args.mask:
+        if args.points or args.box:
+            raise InputError("give either --mask or SAM prompts (--points / --box), not both")
+        mask = load_mask(args.mask, size=image.size)
+    elif args.points or args.box:
+        mask, extra = _segment_mask(args, image)
+    else:
+        raise InputError("say which region to describe: --mask FILE, --points '[[x,y]]' or --box '[x1,y1,x2,y2]'")
+    if not mask.any():
+        raise InputError("the region is empty (no pixel of the mask is set)")
+    if args.output_image:
+        _save_overlay(args.output_image, image, [mask])
+    gar = _load(args)
+    session = gar.chat(image, [mask])
+    settings = GenerationSettings(max_new_tokens=args.max_new_tokens)
+    text = _emit(session.stream_describe(0, settings, instruction=args.prompt), args.json)
+    if args.json:
+        _print_json(args, text, [mask], **extra)
+    return 0
+
+
+def run_ask(args: argparse.Namespace) -> int:
+    from gar_app.images import load_image, load_mask
+    from gar_app.model import GenerationSettings, multiple_choice_question
+
+    image = load_image(args.image)
+    masks = [load_mask(path, size=image.size) for path in args.masks]
+    for index, (path, mask) in enumerate(zip(args.masks, masks, strict=True)):
+        if not mask.any():
+            raise InputError(f"mask {path} (<Prompt{index}>) is empty")
+    question = multiple_choice_question(args.question, args.choices) if args.choices else args.question
+    gar = _load(args)
+    if len(masks) > gar.prompt_numbers:
+        raise InputError(f"{len(masks)} masks given, but this model tells apart at most {gar.prompt_numbers} regions")
+    session = gar.chat(image, masks)
+    settings = GenerationSettings(max_new_tokens=args.max_new_tokens)
+    text = _emit(session.stream(question, settings), args.json)
+    if args.json:
+        _print_json(args, text, masks, question=question)
+    return 0
+
+
+def run_tiny(args: argparse.Namespace) -> int:
+    if args.kind == "gar":
+        from gar_app.model.tiny import write_tiny_gar
+
+        path = write_tiny_gar(
+            args.out, seed=args.seed, prompt_numbers=args.prompt_numbers, max_num_tiles=args.max_num_tiles
+        )
+    else:
+        from gar_app.segment.tiny import write_tiny_sam
+
+        path = write_tiny_sam(args.out, seed=args.seed)
+    print(path)
+    return 0
+
+
+def add_describe(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "describe",
+        help="describe one region (from a mask, or from SAM points / box)",
+        description="Describe one region of an image. The region comes from --mask, or SAM "
+        "segments it from --points/--labels or --box (GrabCut fallback without SAM weights).",
+    )
+    parser.add_argument("--image", required=True, help="image file")
+    parser.add_argument("--mask", help="mask image (any non-zero pixel is inside)")
+    parser.add_argument("--points", help="SAM points as JSON, e.g. '[[1172, 812], [1572, 800]]'")
+    parser.add_argument("--labels", help="1 (include) / 0 (exclude) per point, JSON; default all 1")
+    parser.add_argument("--box", help="SAM box as JSON [x1, y1, x2, y2]")
+    parser.add_argument("--sam", help="SAM checkpoint (.pth); default: $GAR_APP_SAM_CHECKPOINT or the cache")
+    parser.add_argument("--output-image", help="save the colour overlay of the region here (PNG)")
+    parser.add_argument("--prompt", help="instruction instead of 'Describe this masked region in detail.'")
+    _add_model_options(parser)
+    parser.set_defaults(run=run_describe)
+
+
+def add_ask(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "ask",
+        help="ask about several regions (<Prompt0>, <Prompt1>, ... in mask order)",
+        description="Ask a question about regions. The masks are <Prompt0>, <Prompt1>, ... in order; "
+        "with --choices it becomes GAR's multiple-choice prompt.",
+    )
+    parser.add_argument("--image", required=True, help="image file")
+    parser.add_argument("--masks", nargs="+", required=True, help="mask files, <Prompt0> first")
+    parser.add_argument("--question", required=True, help="the question; name regions as <Prompt0>, <Prompt1>...")
+    parser.add_argument("--choices", nargs="+", help='options like "A. <Prompt0>" "B. <Prompt1>"')
+    _add_model_options(parser)
+    parser.set_defaults(run=run_ask)
+
+
+def add_tiny(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser("tiny", help="write a tiny random checkpoint (for tests and benchmarks)")
+    parser.add_argument("kind", choices=["gar", "sam"], help="gar: a GAR checkpoint folder; sam: a SAM .pth file")
+    parser.add_argument("out", help="output folder (gar) or file (sam)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--prompt-numbers", type=int, default=5, help="regions the tiny GAR supports (gar only)")
+    parser.add_argument("--max-num-tiles", type=int, default=36, help="PerceptionLM's tile limit (gar only)")
+    parser.set_defaults(run=run_tiny)

@@ -1,0 +1,98 @@
+"""Decoding: settings, choosing the next token, and turning tokens into streamed text."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+
+import torch
+
+from gar_app.errors import InputError
+
+
+@dataclass(frozen=True)
+class GenerationSettings:
+    """How answers are decoded. Greedy by default, as the GAR authors evaluated."""
+
+    max_new_tokens: int = 1024
+    do_sample: bool = False
+    temperature: float = 0.7
+    top_p: float = 0.9
+    top_k: int = 0
+    seed: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.max_new_tokens < 1:
+            raise InputError("max new tokens must be at least 1")
+        if self.do_sample and self.temperature <= 0:
+            raise InputError("temperature must be above 0 when sampling")
+        if not 0 < self.top_p <= 1:
+            raise InputError("top-p must be in (0, 1]")
+        if self.top_k < 0:
+            raise InputError("top-k must be 0 (off) or positive")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class TokenChooser:
+    """Picks the next token from logits: argmax, or temperature / top-k / top-p sampling."""
+
+    def __init__(self, settings: GenerationSettings, device: torch.device):
+        self.settings = settings
+        self.generator = None
+        if settings.do_sample and settings.seed is not None:
+            self.generator = torch.Generator(device=device).manual_seed(settings.seed)
+
+    def __call__(self, logits: torch.Tensor) -> int:
+        logits = logits.float().reshape(-1)
+        settings = self.settings
+        if not settings.do_sample:
+            return int(logits.argmax())
+        logits = logits / settings.temperature
+        if settings.top_k:
+            kth = torch.topk(logits, min(settings.top_k, logits.numel())).values[-1]
+            logits = logits.masked_fill(logits < kth, float("-inf"))
+        if settings.top_p < 1.0:
+            ordered, order = torch.sort(logits, descending=True)
+            cumulative = ordered.softmax(-1).cumsum(-1)
+            drop = cumulative - ordered.softmax(-1) >= settings.top_p  # keep the token that crosses top_p
+            logits = logits.scatter(0, order[drop], float("-inf"))
+        probs = logits.softmax(-1)
+        return int(torch.multinomial(probs, 1, generator=self.generator))
+
+
+class TextStream:
+    """Incremental detokenisation whose pieces join to exactly the final, stripped answer.
+
+    Text is held back while it ends in an incomplete UTF-8 sequence or in whitespace (the
+    final answer is stripped), so a streamed piece is never taken back.
+    """
+
+    def __init__(self, decode: Callable[[Sequence[int]], str]):
+        self._decode = decode
+        self.tokens: list[int] = []
+        self._sent = 0
+
+    @property
+    def text(self) -> str:
+        return self._decode(self.tokens).strip()
+
+    def push(self, token: int) -> str:
+        self.tokens.append(token)
+        text = self._decode(self.tokens).lstrip()
+        if text.endswith("\ufffd"):
+            return ""
+        ready = len(text.rstrip())
+        if ready <= self._sent:
+            return ""
+        piece = text[self._sent : ready]
+        self._sent = ready
+        return piece
+
+    def flush(self) -> str:
+        """Whatever is left once decoding stopped (an incomplete character at the very end)."""
+        text = self.text
+        piece = text[self._sent :]
+        self._sent = len(text)
+        return piece

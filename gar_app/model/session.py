@@ -1,0 +1,242 @@
+"""A multi-turn conversation about one image and its regions.
+
+The first turn encodes the image (with the map of the regions it mentions) once and keeps
+the projected features; every turn extends one KV cache, so a follow-up question only runs
+the language model over its own new tokens. A region first mentioned in a later turn gets
+its RoI-replayed features from the kept feature map.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+from PIL import Image
+from transformers import DynamicCache
+
+from gar_app.errors import InputError
+from gar_app.images import load_mask
+from gar_app.model.generation import GenerationSettings, TextStream, TokenChooser
+from gar_app.model.processing import (
+    DESCRIBE_INSTRUCTION,
+    describe_prompt,
+    follow_up_prompt,
+    normalised_box,
+    question_prompt,
+    referenced_regions,
+    tag,
+)
+
+if TYPE_CHECKING:
+    from gar_app.model.loading import Gar
+
+
+@dataclass
+class Turn:
+    """One message of the dialogue as people see it (placeholder runs are never shown)."""
+
+    role: str
+    text: str
+    tags: list[str] = field(default_factory=list)
+    settings: dict | None = None
+    started: float = field(default_factory=time.time)
+    finished: float | None = None
+
+
+class ChatSession:
+    """Ask questions about regions of one image; ``masks[k]`` is region ``<Promptk>``.
+
+    ``reuse_cache=False`` recomputes everything (vision features and the whole conversation)
+    on every turn; it exists to check and measure what the cache saves.
+    """
+
+    def __init__(
+        self,
+        gar: Gar,
+        image: Image.Image,
+        masks: Sequence[np.ndarray | None] | Mapping[int, np.ndarray],
+        reuse_cache: bool = True,
+    ):
+        self.gar = gar
+        self.image = image
+        items = masks.items() if isinstance(masks, Mapping) else enumerate(masks)
+        self.masks = {int(k): load_mask(m, size=image.size) for k, m in items if m is not None}
+        self.reuse_cache = reuse_cache
+        self.turns: list[Turn] = []
+        self._ids: list[int] = []  # the whole conversation so far, as token ids
+        self._pending: list[int] = []  # conversation ids not yet in the cache
+        self._cache: DynamicCache | None = None
+        self._image_inputs = None
+        self._map_regions: dict[int, np.ndarray] = {}
+        self._features: torch.Tensor | None = None
+        self._feature_map: torch.Tensor | None = None
+        self._introduced: list[int] = []
+        self.vision_encodings = 0  # how many times the image went through the vision tower
+
+    # -- public ---------------------------------------------------------------------------
+
+    def ask(self, question: str, settings: GenerationSettings | None = None) -> str:
+        return "".join(self.stream(question, settings))
+
+    def describe(self, index: int, settings: GenerationSettings | None = None, instruction: str | None = None) -> str:
+        return "".join(self.stream_describe(index, settings, instruction))
+
+    def stream_describe(
+        self,
+        index: int,
+        settings: GenerationSettings | None = None,
+        instruction: str | None = None,
+        stop: threading.Event | None = None,
+    ) -> Iterator[str]:
+        """Describe one region. As a first turn this is GAR's single-region caption prompt."""
+        instruction = (instruction or DESCRIBE_INSTRUCTION).strip()
+        if self.turns:
+            question = instruction if tag(index) in instruction else f"{tag(index)}: {instruction}"
+            yield from self.stream(question, settings, stop)
+            return
+        self._check_regions([index])
+        processor = self.gar.processor
+        prompt = describe_prompt(index, processor.region_run(index), processor.sanitise(instruction))
+        shown = f"{tag(index)}: {instruction}"
+        yield from self._turn(shown, prompt, [index], settings, stop)
+
+    def stream(
+        self, question: str, settings: GenerationSettings | None = None, stop: threading.Event | None = None
+    ) -> Iterator[str]:
+        """Stream the answer to ``question``, piece by piece, as the model generates it."""
+        question = question.strip()
+        if not question:
+            raise InputError("the question is empty")
+        indices = referenced_regions(question)
+        self._check_regions(indices)
+        processor = self.gar.processor
+        text = processor.sanitise(question)
+        if not self.turns:
+            prompt = question_prompt(text, {k: processor.region_run(k) for k in indices})
+        else:
+            new = [k for k in indices if k not in self._introduced]
+            prompt = follow_up_prompt(text, {k: processor.region_run(k) for k in new})
+        yield from self._turn(question, prompt, indices, settings, stop)
+
+    @property
+    def history(self) -> list[Turn]:
+        return list(self.turns)
+
+    # -- checks ---------------------------------------------------------------------------
+
+    def _check_regions(self, indices: Sequence[int]) -> None:
+        limit = self.gar.prompt_numbers
+        for index in indices:
+            if index >= limit:
+                raise InputError(
+                    f"{tag(index)} is beyond this model's {limit} regions (<Prompt0> to {tag(limit - 1)})"
+                )
+            if index not in self.masks:
+                have = ", ".join(tag(k) for k in sorted(self.masks)) or "none"
+                raise InputError(f"{tag(index)} is mentioned but there is no such region (regions: {have})")
+            if not self.masks[index].any():
+                raise InputError(f"region {tag(index)} has an empty mask")
+
+    # -- turns ----------------------------------------------------------------------------
+
+    def _turn(
+        self,
+        shown: str,
+        prompt: str,
+        indices: Sequence[int],
+        settings: GenerationSettings | None,
+        stop: threading.Event | None,
+    ) -> Iterator[str]:
+        settings = settings or GenerationSettings()
+        first = not self.turns
+        processor = self.gar.processor
+        if first:
+            self._map_regions = {k: self.masks[k] for k in indices}
+            self._image_inputs = processor.image_inputs(self.image, self._map_regions)
+            new_ids = processor.encode(processor.first_turn_text(prompt), self._image_inputs.num_tiles)
+        else:
+            new_ids = processor.encode(processor.next_turn_text(prompt))
+        self._introduced += [k for k in indices if k not in self._introduced]
+        self.turns.append(Turn("user", shown, [tag(k) for k in indices]))
+        self._ids += new_ids[0].tolist()  # (pending tokens are already in _ids, just not in the cache)
+        answer = Turn("assistant", "", settings=settings.to_dict())
+        self.turns.append(answer)
+        step_inputs = self._prefill_inputs(new_ids, first)
+        yield from self._generate(step_inputs, settings, answer, stop)
+
+    def _encode_vision(self) -> None:
+        inputs = self._image_inputs
+        model = self.gar.model
+        with self.gar.lock:
+            self._features = model.encode_image(inputs.pixel_values, inputs.prompt_values)
+            self._feature_map = model.feature_map(self._features, inputs.grid)
+        self.vision_encodings += 1
+
+    def _boxes(self) -> dict[int, tuple[float, float, float, float]]:
+        return {k: normalised_box(self.masks[k]) for k in self._introduced}
+
+    def _prefill_inputs(self, new_ids: torch.Tensor, first: bool) -> torch.Tensor:
+        """Embeddings to feed before decoding: the new tokens, or (no cache reuse) everything."""
+        if not self.reuse_cache and not first:  # from scratch: tile and encode the image again
+            self._image_inputs = self.gar.processor.image_inputs(self.image, self._map_regions)
+        if not self.reuse_cache or first:
+            self._encode_vision()
+        if not self.reuse_cache:
+            self._cache = None
+            ids = torch.tensor([self._ids], dtype=torch.long)
+            features = self._features
+        else:
+            ids = torch.tensor([self._pending + new_ids[0].tolist()], dtype=torch.long)
+            features = self._features if first else None
+        self._pending = []
+        with self.gar.lock:
+            return self.gar.model.embed(ids, features, self._feature_map, self._boxes())
+
+    def _generate(
+        self,
+        inputs_embeds: torch.Tensor,
+        settings: GenerationSettings,
+        answer: Turn,
+        stop: threading.Event | None,
+    ) -> Iterator[str]:
+        model = self.gar.model
+        processor = self.gar.processor
+        stop_ids = processor.stop_ids
+        choose = TokenChooser(settings, model.device)
+        stream = TextStream(processor.decode)
+        if self._cache is None:
+            self._cache = DynamicCache(config=model.config.mllm_config.text_config)
+        generated: list[int] = []
+        fed = 0
+        try:
+            with self.gar.lock, torch.inference_mode():
+                logits = model(inputs_embeds, cache=self._cache, logits_to_keep=1).logits[0, -1]
+            while len(generated) < settings.max_new_tokens and not (stop and stop.is_set()):
+                token = choose(logits)
+                if token in stop_ids:
+                    break
+                generated.append(token)
+                piece = stream.push(token)
+                if piece:
+                    answer.text = answer.text + piece
+                    yield piece
+                if len(generated) >= settings.max_new_tokens or (stop and stop.is_set()):
+                    break
+                with self.gar.lock, torch.inference_mode():
+                    step = model.embed(torch.tensor([[token]]))
+                    logits = model(step, cache=self._cache, logits_to_keep=1).logits[0, -1]
+                fed = len(generated)
+            rest = stream.flush()
+            if rest:
+                answer.text += rest
+                yield rest
+        finally:
+            answer.text = stream.text
+            answer.finished = time.time()
+            self._ids += generated
+            self._pending = generated[fed:]

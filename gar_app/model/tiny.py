@@ -1,0 +1,135 @@
+"""Tiny random GAR checkpoints in the published layout, for tests and benchmarks.
+
+The folder looks like a real GAR release (config.json with ``model_type: "GAR"``,
+model.safetensors with ``mllm.*`` and ``mask_patch_embedding.weight``, a byte-level BPE
+tokenizer with Llama-3-style special tokens plus ``<PromptN>`` / ``<NO_Prompt>``, a chat
+template and PerceptionLM's image-processor config), so it loads through ``load_gar`` like
+a real one. Only the sizes are small; tiling (448 px tiles, 16x16 tokens each) is real.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from safetensors.torch import save_file
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from transformers import PerceptionLMImageProcessor, PreTrainedTokenizerFast
+
+from gar_app.model.configuration import GarConfig
+from gar_app.model.modeling import GarForConditionalGeneration
+
+CHAT_TEMPLATE = (
+    "{{- bos_token }}"
+    "{%- for message in messages -%}"
+    "{{- '<|start_header_id|>' + message['role'] + '<|end_header_id|>\\n\\n' }}"
+    "{%- for content in message['content'] | selectattr('type', 'equalto', 'image') -%}"
+    "{{ '<|image|>' }}"
+    "{%- endfor -%}"
+    "{%- for content in message['content'] | selectattr('type', 'equalto', 'text') -%}"
+    "{{- content['text'] | trim }}"
+    "{%- endfor -%}"
+    "{{- '<|eot_id|>' }}"
+    "{%- endfor -%}"
+    "{%- if add_generation_prompt -%}"
+    "{{- '<|start_header_id|>assistant<|end_header_id|>\\n\\n' }}"
+    "{%- endif -%}"
+)
+
+_CORPUS = [
+    "A bright green frog-shaped slipper with a smooth, rounded body and a wide open mouth.",
+    "A medium-sized dog with a tan coat, white markings and a red collar is leaping forward.",
+    "The person on the left is swinging a bat and is about to hit the ball.",
+    "A red car is parked beside a blue door under a window with white frames.",
+    "Which region is in the mirror? Answer with the correct option's letter directly.",
+    "The cat sits on the wooden table next to a glass of water and a small plant.",
+]
+
+
+def _tokenizer(prompt_numbers: int, base_vocab: int) -> PreTrainedTokenizerFast:
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=base_vocab, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False
+    )
+    tokenizer.train_from_iterator(_CORPUS * 4, trainer)
+    reserved = [f"<|reserved_special_token_{k + 2}|>" for k in range(prompt_numbers)]
+    specials = ["<|begin_of_text|>", "<|end_of_text|>", "<|image|>", "<|video|>", *reserved]
+    specials += ["<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"]
+    tokenizer.add_special_tokens(specials)
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer,
+        bos_token="<|begin_of_text|>",
+        eos_token="<|eot_id|>",
+        pad_token="<|end_of_text|>",
+    )
+    fast.add_tokens([f"<Prompt{k}>" for k in range(prompt_numbers)] + ["<NO_Prompt>"])
+    fast.chat_template = CHAT_TEMPLATE
+    return fast
+
+
+def tiny_config(tokenizer: PreTrainedTokenizerFast, prompt_numbers: int) -> GarConfig:
+    crop_ids = tokenizer.convert_tokens_to_ids([f"<|reserved_special_token_{k + 2}|>" for k in range(prompt_numbers)])
+    return GarConfig(
+        mllm_config={
+            "vision_config": {
+                "architecture": "vit_pe_core_large_patch14_336",
+                "model_args": {
+                    "embed_dim": 32,
+                    "depth": 2,
+                    "num_heads": 2,
+                    "img_size": [448, 448],
+                    "ref_feat_shape": [32, 32],
+                    "global_pool": "",
+                    "use_post_transformer_norm": False,
+                    "init_values": 0.1,
+                },
+            },
+            "text_config": {
+                "model_type": "llama",
+                "vocab_size": len(tokenizer),
+                "hidden_size": 64,
+                "intermediate_size": 128,
+                "num_hidden_layers": 2,
+                "num_attention_heads": 4,
+                "num_key_value_heads": 2,
+                "max_position_embeddings": 16384,
+                "rope_parameters": {"rope_type": "default", "rope_theta": 500000.0},
+                "tie_word_embeddings": False,
+                "bos_token_id": tokenizer.bos_token_id,
+                "eos_token_id": tokenizer.eos_token_id,
+            },
+            "projector_pooling_ratio": 2,
+            "vision_use_cls_token": True,
+            "image_token_id": tokenizer.convert_tokens_to_ids("<|image|>"),
+            "video_token_id": tokenizer.convert_tokens_to_ids("<|video|>"),
+            "tie_word_embeddings": False,
+        },
+        prompt_numbers=prompt_numbers,
+        crop_tokens_ids=crop_ids,
+    )
+
+
+def write_tiny_gar(
+    out_dir: str | Path, seed: int = 0, prompt_numbers: int = 5, max_num_tiles: int = 36, base_vocab: int = 384
+) -> Path:
+    """Write a seeded random GAR checkpoint (about 1 MB) to ``out_dir``.
+
+    ``max_num_tiles`` is PerceptionLM's (36); tests lower it to keep the tiny ViT quick.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    tokenizer = _tokenizer(prompt_numbers, base_vocab)
+    config = tiny_config(tokenizer, prompt_numbers)
+    torch.manual_seed(seed)
+    model = GarForConditionalGeneration(config)
+    with torch.no_grad():  # random weights large enough that greedy decoding varies from token to token
+        model.mllm.lm_head.weight.normal_(0.0, 0.5)
+    state = {key: tensor.detach().contiguous() for key, tensor in model.state_dict().items()}
+    save_file(state, str(out / "model.safetensors"), metadata={"format": "pt"})
+    config.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    (out / "chat_template.jinja").write_text(CHAT_TEMPLATE)
+    PerceptionLMImageProcessor(vision_input_type="thumb+tile", tile_size=448, max_num_tiles=max_num_tiles).save_pretrained(out)
+    return out

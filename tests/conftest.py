@@ -1,0 +1,84 @@
+"""Shared fixtures: tiny random checkpoints (built once per run) and the shared test data."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never touch the network
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+def shared_data(*parts: str) -> Path:
+    """A path under ../shared/data, skipping the test (saying why) when it is not there."""
+    path = SHARED_DATA.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"shared test data not found at {path} (expected beside the repository in ../shared/data)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_gar_dir(tmp_path_factory) -> Path:
+    """A tiny random GAR checkpoint folder in the published layout (5 regions, like the release)."""
+    from gar_app.model.tiny import write_tiny_gar
+
+    return write_tiny_gar(tmp_path_factory.mktemp("tiny-gar"), seed=0, max_num_tiles=4)
+
+
+@pytest.fixture(scope="session")
+def tiny_gar10_dir(tmp_path_factory) -> Path:
+    """A tiny GAR that tells apart 10 regions, enough for every GARBench item (up to 9)."""
+    from gar_app.model.tiny import write_tiny_gar
+
+    return write_tiny_gar(tmp_path_factory.mktemp("tiny-gar10"), seed=1, prompt_numbers=10, max_num_tiles=4)
+
+
+@pytest.fixture(scope="session")
+def tiny_gar(tiny_gar_dir):
+    """The tiny checkpoint loaded through ``load_gar``, exactly like a real one (float32, CPU)."""
+    from gar_app.model import load_gar
+
+    return load_gar(tiny_gar_dir, device="cpu", dtype="fp32")
+
+
+def garbench_items(split: str = "vqa") -> list[dict]:
+    """Items of the shared GARBench sample (vqa / simple / detailed), skipping when absent."""
+    import json
+
+    path = shared_data("garbench", f"{split}_sample.json")
+    return json.loads(path.read_text())
+
+
+def decode_rles(item: dict):
+    """The item's region masks as boolean arrays, decoded with pycocotools directly."""
+    import numpy as np
+    from pycocotools import mask as mask_utils
+
+    masks = []
+    for rle in item["mask_rles"]:
+        rle = dict(rle)
+        if isinstance(rle["counts"], str):
+            rle["counts"] = rle["counts"].encode()
+        masks.append(mask_utils.decode(rle).astype(bool))
+    return [np.ascontiguousarray(m) for m in masks]
+
+
+SEED_DEMO_CASES = [
+    ("demo_image_1.png", ["demo_mask_1.png"]),
+    ("demo_image_3.png", ["demo_mask_3_0.png", "demo_mask_3_1.png", "demo_mask_3_2.png"]),
+]
+
+
+@pytest.fixture(scope="session")
+def tiny_gar64(tiny_gar_dir):
+    """The tiny checkpoint in float64, for comparisons that must not hinge on rounding ties."""
+    import torch
+
+    from gar_app.model import load_gar
+
+    return load_gar(tiny_gar_dir, device="cpu", dtype=torch.float64)

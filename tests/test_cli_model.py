@@ -1,0 +1,134 @@
+"""``gar-app describe`` / ``ask`` end to end on the tiny checkpoint, and their errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from conftest import REPO, decode_rles, garbench_items, shared_data
+from PIL import Image
+
+from gar_app.cli import main
+from gar_app.images import load_image, load_mask, mask_box
+
+FAST = ["--max-new-tokens", "8", "--device", "cpu"]
+
+
+def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
+    code = main([str(a) for a in argv])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def _json(out: str) -> dict:
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def test_describe_streams_text_and_json(capsys, tiny_gar_dir):
+    image = shared_data("seed_demo", "demo_image_1.png")
+    mask = shared_data("seed_demo", "demo_mask_1.png")
+    code, out, err = run_cli(capsys, "describe", "--image", image, "--mask", mask, "--model", tiny_gar_dir, *FAST)
+    assert code == 0 and out.strip(), err
+    code, out, err = run_cli(
+        capsys, "describe", "--image", image, "--mask", mask, "--model", tiny_gar_dir, "--json", *FAST
+    )
+    assert code == 0, err
+    doc = _json(out)
+    truth = load_mask(mask, size=load_image(image).size)
+    assert doc["model"] == str(tiny_gar_dir) and doc["text"]
+    assert doc["regions"] == [{"tag": "<Prompt0>", "box": list(mask_box(truth)), "area": int(truth.sum())}]
+
+
+def test_ask_multiple_choice_on_the_relationship_demo(capsys, tiny_gar_dir):
+    masks = [shared_data("seed_demo", f"demo_mask_3_{k}.png") for k in range(3)]
+    code, out, err = run_cli(
+        capsys, "ask", "--image", shared_data("seed_demo", "demo_image_3.png"), "--masks", *masks,
+        "--question", "What is the relationship between <Prompt0>, <Prompt1>, and <Prompt2>?",
+        "--choices", "A. <Prompt0> is using <Prompt2> to point at <Prompt1>", "B. <Prompt0> has hit <Prompt1>",
+        "--model", tiny_gar_dir, "--json", *FAST,
+    )
+    assert code == 0, err
+    doc = _json(out)
+    assert [r["tag"] for r in doc["regions"]] == ["<Prompt0>", "<Prompt1>", "<Prompt2>"]
+    for region, path in zip(doc["regions"], masks, strict=True):
+        assert region["box"] == list(mask_box(np.asarray(Image.open(path).convert("L")) > 0))
+    assert doc["question"].startswith("Question: What is the relationship") and "Answer with the correct" in doc["question"]
+
+
+@pytest.mark.parametrize("split", ["vqa", "simple", "detailed"])
+def test_ask_runs_on_every_garbench_sample_item(capsys, tmp_path, tiny_gar10_dir, split):
+    for item in garbench_items(split):
+        image = shared_data("garbench", item["image"])
+        paths = []
+        for k, mask in enumerate(decode_rles(item)):
+            paths.append(tmp_path / f"{item['id']}_{k}.png")
+            Image.fromarray(mask.astype(np.uint8) * 255).save(paths[-1])
+        question = item.get("question") or "Describe <Prompt0> in detail, including the relationship with <Prompt1>."
+        extra = ["--choices", *item["choices"]] if split == "vqa" else []
+        code, out, err = run_cli(
+            capsys, "ask", "--image", image, "--masks", *paths, "--question", question, *extra,
+            "--model", tiny_gar10_dir, "--json", *FAST,
+        )
+        assert code == 0, f"{item['id']}: {err}"
+        doc = _json(out)
+        assert len(doc["regions"]) == len(item["mask_rles"]), item["id"]
+
+
+@pytest.fixture()
+def inputs(tmp_path):
+    image = tmp_path / "image.png"
+    Image.fromarray(np.full((60, 80, 3), 120, dtype=np.uint8)).save(image)
+    mask = np.zeros((60, 80), dtype=np.uint8)
+    mask[10:30, 20:50] = 255
+    good = tmp_path / "mask.png"
+    Image.fromarray(mask).save(good)
+    empty = tmp_path / "empty.png"
+    Image.fromarray(np.zeros_like(mask)).save(empty)
+    corrupt = tmp_path / "corrupt.png"
+    corrupt.write_bytes(b"\x89PNG\r\n\x1a\nnot really a png")
+    return {"image": image, "mask": good, "empty": empty, "corrupt": corrupt, "missing": tmp_path / "nope.png"}
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["describe", "--image", "{missing}", "--mask", "{mask}"], "Image file not found"),
+        (["describe", "--image", "{corrupt}", "--mask", "{mask}"], "not a valid image"),
+        (["describe", "--image", "{image}", "--mask", "{empty}"], "region is empty"),
+        (["ask", "--image", "{image}", "--masks", "{mask}", "{empty}", "--question", "<Prompt1>?"], "is empty"),
+        (["ask", "--image", "{image}", "--masks", *["{mask}"] * 6, "--question", "<Prompt0>?"], "at most 5 regions"),
+        (["ask", "--image", "{image}", "--masks", "{mask}", "--question", "Is <Prompt3> red?"], "no such region"),
+        (["describe", "--image", "{image}"], "say which region"),
+        (["describe", "--image", "{image}", "--mask", "{mask}", "--model", "{missing}"], "no checkpoint folder"),
+    ],
+)
+def test_bad_input_is_one_clear_line(capsys, tiny_gar_dir, inputs, argv, message):
+    argv = [a.format(**inputs) for a in argv]
+    if "--model" not in argv:
+        argv += ["--model", str(tiny_gar_dir)]
+    code, out, err = run_cli(capsys, *argv, *FAST)
+    assert code == 2
+    lines = [line for line in err.splitlines() if line.startswith("gar-app: error:")]
+    assert len(lines) == 1 and message in lines[0], err
+    assert "Traceback" not in err
+
+
+def test_real_process_exits_nonzero_without_traceback(inputs, tiny_gar_dir):
+    result = subprocess.run(
+        [sys.executable, "-m", "gar_app.cli", "ask", "--image", str(inputs["image"]), "--masks", str(inputs["mask"]),
+         "--question", "What about <Prompt4>?", "--model", str(tiny_gar_dir), *FAST],
+        capture_output=True, text=True, cwd=REPO, timeout=300, env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"},
+    )
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert "gar-app: error: <Prompt4> is mentioned but there is no such region" in result.stderr
+
+
+def test_offline_default_model_says_how_to_point_at_a_folder(capsys, inputs, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    code, _out, err = run_cli(capsys, "describe", "--image", inputs["image"], "--mask", inputs["mask"], *FAST)
+    assert code == 2
+    assert "cannot fetch HaochenWang/GAR-1B" in err and "--model DIR" in err

@@ -1,0 +1,292 @@
+"""Export JSON round-trips exactly, refuses broken files clearly, and feeds GAR training."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from pycocotools import mask as mask_utils
+
+from gar_app.errors import InputError
+from gar_app.export import (
+    FORMAT,
+    AnnotationDocument,
+    ExportedRegion,
+    ImageInfo,
+    Turn,
+    VideoFrame,
+    _counts_from_text,
+    from_json,
+    image_info,
+    image_matches,
+    mask_to_rle,
+    parse_tags,
+    rle_to_mask,
+    to_json,
+    to_training_records,
+    utc_now,
+)
+
+GARBENCH = Path(__file__).resolve().parents[2] / "shared" / "data" / "garbench"
+
+
+def _runs(mask: np.ndarray) -> list[int]:
+    """COCO run lengths (column-major, starting with zeros), computed independently."""
+    flat = np.asarray(mask, bool).flatten(order="F")
+    edges = np.flatnonzero(np.diff(flat.astype(np.int8))) + 1
+    runs = np.diff(np.concatenate([[0], edges, [flat.size]])).tolist()
+    return ([0] + runs) if flat[0] else runs
+
+
+def _masks() -> list[np.ndarray]:
+    rng = np.random.default_rng(7)
+    masks = [rng.random(shape) < p for shape, p in [((17, 23), 0.5), ((31, 5), 0.1), ((1, 7), 0.5),
+                                                     ((13, 1), 0.5), ((64, 65), 0.9)]]
+    masks += [np.zeros((9, 11), bool), np.ones((9, 11), bool), np.zeros((1, 1), bool), np.ones((1, 1), bool)]
+    border = np.ones((10, 7), bool)
+    border[1:-1, 1:-1] = False
+    masks.append(border)  # touches every edge
+    for y, x in [(0, 0), (0, 10), (8, 0), (8, 10), (4, 5)]:
+        one = np.zeros((9, 11), bool)
+        one[y, x] = True
+        masks.append(one)  # a single pixel, corners included
+    return masks
+
+
+@pytest.mark.parametrize("mask", _masks(), ids=lambda m: f"{m.shape[0]}x{m.shape[1]}-{int(m.sum())}")
+def test_rle_round_trip_is_bit_identical(mask):
+    rle = mask_to_rle(mask)
+    assert rle["size"] == list(mask.shape) and isinstance(rle["counts"], str)
+    assert _counts_from_text(rle["counts"]) == _runs(mask)
+    back = rle_to_mask(json.loads(json.dumps(rle)))
+    assert back.dtype == bool and back.flags.c_contiguous and np.array_equal(back, mask)
+    assert np.array_equal(rle_to_mask({"size": rle["size"], "counts": rle["counts"].encode()}), mask)
+    assert np.array_equal(rle_to_mask({"size": rle["size"], "counts": _runs(mask)}), mask)
+    assert mask_to_rle(mask.astype(np.uint8) * 255) == rle
+
+
+@pytest.mark.parametrize(
+    ("rle", "message"),
+    [
+        ({"size": [3, 5], "counts": "0"}, "do not cover a 3x5"),
+        ({"size": [3, 5], "counts": ""}, "do not cover"),
+        ({"size": [3, 5], "counts": "zz"}, "character"),
+        ({"size": [3, 5], "counts": "W"}, "middle of a number"),
+        ({"size": [3, 5], "counts": [4, -1, 12]}, "do not cover"),
+        ({"size": [3, 5], "counts": [4, 1.5, 10]}, "string or a list of integers"),
+        ({"size": [10**6, 10**6], "counts": "717"}, "larger than the app accepts"),
+        ({"size": "3x5", "counts": "717"}, "size must be"),
+        ({"size": [3, True], "counts": "717"}, "size must be"),
+        ({"counts": "717"}, "'size' and 'counts'"),
+        ([3, 5], "'size' and 'counts'"),
+    ],
+)
+def test_bad_rle_is_refused(rle, message):
+    with pytest.raises(InputError, match=message):
+        rle_to_mask(rle)
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # pycocotools' decode under numpy 2
+def test_garbench_rles_decode_like_pycocotools():
+    if not GARBENCH.is_dir():
+        pytest.skip(f"shared GARBench sample not found at {GARBENCH}")
+    items = json.loads((GARBENCH / "vqa_sample.json").read_text())
+    rles = [rle for item in items for rle in item["mask_rles"]]
+    assert rles
+    for rle in rles:
+        ours = rle_to_mask(rle)
+        assert np.array_equal(ours, mask_utils.decode({**rle, "counts": rle["counts"].encode()}) != 0)
+        assert mask_to_rle(ours) == {"size": list(rle["size"]), "counts": rle["counts"]}
+
+
+def _document() -> AnnotationDocument:
+    h, w = 37, 53
+    rng = np.random.default_rng(3)
+    blob = np.zeros((h, w), bool)
+    blob[5:20, 30:53] = True  # touches the right edge
+    one = np.zeros((h, w), bool)
+    one[h - 1, 0] = True
+    regions = [
+        ExportedRegion(0, "#ff0000", "points", rng.random((h, w)) < 0.3, "a speckled thing",
+                       points=[(3, 4), (10.5, 20.25)], labels=[1, 0]),
+        ExportedRegion(1, "#00ff00", "box", blob, "a block", prompt_box=(29.5, 4.0, 52.9, 19.2)),
+        ExportedRegion(3, "#0000ff", "scribble", one, "", scribble=[(0, 36), (1, 35), (2.5, 34)]),
+        ExportedRegion(4, "#ffe119", "mask", np.zeros((h, w), bool), "ghost", mask_name="upload.png"),
+    ]
+    dialogue = [
+        Turn("user", "Compare <Prompt1> with <Prompt0> and <Prompt1>.", "2025-06-01T12:00:00.000Z"),
+        Turn("assistant", "<Prompt0> is speckled; <Prompt1> is a solid block — «ünïcode».",
+             "2025-06-01T12:00:01.250Z", "HaochenWang/GAR-1B",
+             {"do_sample": True, "temperature": 0.7, "top_p": 0.9, "max_new_tokens": 256}),
+        Turn("user", "And <Prompt3>?", "2025-06-01T12:00:05+00:00"),
+    ]
+    return AnnotationDocument(ImageInfo("frame.png", w, h, "ab" * 32, "pixels"), regions, dialogue,
+                              VideoFrame("clip.mp4", 17, 17 / 24))
+
+
+def test_document_round_trips_exactly():
+    doc = _document()
+    text = to_json(doc)
+    back = from_json(text)
+    assert back == doc
+    for ours, theirs in zip(back.regions, doc.regions, strict=True):
+        assert ours.mask.dtype == bool and np.array_equal(ours.mask, theirs.mask)
+    assert to_json(back) == text
+    assert from_json(text.encode()) == doc
+
+
+def test_document_fields():
+    data = json.loads(to_json(_document()))
+    assert data["format"] == FORMAT == "gar-app/1"
+    assert data["image"] == {"name": "frame.png", "width": 53, "height": 37, "sha256": "ab" * 32,
+                             "sha256_of": "pixels"}
+    assert data["video"] == {"name": "clip.mp4", "frame_index": 17, "time_s": 17 / 24}
+    block = data["regions"][1]
+    assert (block["tag"], block["box"], block["area"]) == ("<Prompt1>", [30, 5, 52, 19], 15 * 23)
+    assert block["prompt"] == {"source": "box", "points": [], "labels": [], "box": [29.5, 4.0, 52.9, 19.2],
+                               "scribble": [], "mask_name": None}
+    assert block["mask"]["size"] == [37, 53] and isinstance(block["mask"]["counts"], str)
+    one, ghost = data["regions"][2], data["regions"][3]
+    assert (one["box"], one["area"]) == ([0, 36, 0, 36], 1)
+    assert (ghost["box"], ghost["area"], ghost["prompt"]["mask_name"]) == (None, 0, "upload.png")
+    assert [t["tags"] for t in data["dialogue"]] == [["<Prompt0>", "<Prompt1>"], ["<Prompt0>", "<Prompt1>"],
+                                                     ["<Prompt3>"]]
+    assert data["dialogue"][1]["decoding"]["temperature"] == 0.7
+
+
+def test_parse_tags_and_time():
+    assert parse_tags("<Prompt10>, <Prompt2>, <Prompt2>, <Prompt02>, <prompt1>, <Prompt0>") == [
+        "<Prompt0>", "<Prompt2>", "<Prompt10>"]
+    stamp = utc_now()
+    assert stamp.endswith("Z") and datetime.fromisoformat(stamp.replace("Z", "+00:00")).utcoffset().seconds == 0
+
+
+def _edit(path: str, value) -> callable:
+    def apply(data: dict) -> dict:
+        *parents, last = path.split(".")
+        node = data
+        for key in parents:
+            node = node[int(key)] if isinstance(node, list) else node[key]
+        if value is KeyError:
+            del node[last]
+        else:
+            node[int(last) if isinstance(node, list) else last] = value
+        return data
+
+    return apply
+
+
+BROKEN = [
+    (_edit("format", "gar-app/2"), "format is 'gar-app/2'"),
+    (_edit("format", KeyError), "format is None"),
+    (_edit("regions", KeyError), "document has no 'regions'"),
+    (_edit("image.width", "53"), r"image.width must be an integer"),
+    (_edit("image.height", True), r"image.height must be an integer"),
+    (_edit("image.width", 0), "empty or larger"),
+    (_edit("image.width", 10**9), "empty or larger"),
+    (_edit("image.sha256", "xyz"), "sha256"),
+    (_edit("image.sha256_of", "url"), "sha256_of"),
+    (_edit("video.frame_index", -1), "frame_index"),
+    (_edit("regions.0.mask.size", [53, 37]), r"regions\[0\].mask is 37x53 but the image is 53x37"),
+    (_edit("regions.0.mask.size", [37, 10**9]), "mask is 1000000000x37"),
+    (_edit("regions.0.mask.counts", "abc"), r"regions\[0\].mask: RLE counts"),
+    (_edit("regions.0.mask.counts", 12), r"regions\[0\].mask: RLE counts must be"),
+    (_edit("regions.0.mask", None), r"regions\[0\].mask must be an object"),
+    (_edit("regions.1.tag", "<Prompt7>"), r"regions\[1\].tag is '<Prompt7>'"),
+    (_edit("regions.1.colour", "red"), "colour must be '#rrggbb'"),
+    (_edit("regions.1.prompt.source", "lasso"), "source must be one of"),
+    (_edit("regions.1.prompt.box", None), r"regions\[1\] was made from box but its prompt has none"),
+    (_edit("regions.1.prompt.box", [1, 2, 3]), r"prompt.box\[0\] must be a list of 4 numbers"),
+    (_edit("regions.0.prompt.labels", [1]), "one 0 or 1 per point"),
+    (_edit("regions.0.prompt.labels", [1, 2]), "one 0 or 1 per point"),
+    (_edit("regions.0.prompt.points", [[1, "2"], [3, 4]]), r"points\[0\] must be a list of 2 numbers"),
+    (_edit("regions.1.area", 1), "does not match its mask"),
+    (_edit("regions.1.box", [0, 0, 1, 1]), "does not match its mask"),
+    (_edit("regions.1.caption", None), r"caption must be a string"),
+    (lambda d: _edit("regions.2.tag", "<Prompt1>")(_edit("regions.2.index", 1)(d)), "indices must be unique"),
+    (_edit("regions.0", "region"), r"regions\[0\] must be an object"),
+    (_edit("dialogue.0.role", "system"), "role must be 'user' or 'assistant'"),
+    (_edit("dialogue.0.time", "yesterday"), "ISO 8601 UTC"),
+    (_edit("dialogue.0.time", "2025-06-01T14:00:00+02:00"), "ISO 8601 UTC"),
+    (_edit("dialogue.0.time", "2025-06-01T12:00:00"), "ISO 8601 UTC"),
+    (_edit("dialogue.0.tags", ["<Prompt0>"]), "tags is"),
+    (_edit("dialogue.1.decoding", "greedy"), "decoding must be an object"),
+    (_edit("dialogue.1.model", 5), "model must be a string or null"),
+]
+
+
+@pytest.mark.parametrize(("edit", "message"), BROKEN, ids=[m for _, m in BROKEN])
+def test_malformed_import_names_the_problem(edit, message):
+    data = edit(copy.deepcopy(json.loads(to_json(_document()))))
+    with pytest.raises(InputError, match=message) as caught:
+        from_json(json.dumps(data))
+    text = str(caught.value)
+    assert text.startswith("not a valid GAR App export: ") and "\n" not in text
+
+
+@pytest.mark.parametrize("text", ["", "{", "not json", "[1, 2]", "null", '"gar-app/1"', "[" * 100_000])
+def test_non_documents_are_refused(text):
+    with pytest.raises(InputError, match="not a valid GAR App export"):
+        from_json(text)
+
+
+def test_nan_coordinates_are_refused():
+    text = to_json(_document()).replace("[10.5, 20.25]", "[NaN, 20.25]")
+    with pytest.raises(InputError, match=r"points\[1\]"):
+        from_json(text)
+
+
+def test_image_identity(tmp_path):
+    rgb = np.random.default_rng(1).integers(0, 256, (6, 9, 3), dtype=np.uint8)
+    path = tmp_path / "photo.png"
+    Image.fromarray(rgb).save(path)
+    info = image_info(path)
+    assert (info.name, info.width, info.height, info.sha256_of) == ("photo.png", 9, 6, "file")
+    assert info.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
+    pixels = image_info(Image.fromarray(rgb), name="frame")
+    assert (pixels.name, pixels.sha256_of) == ("frame", "pixels")
+    assert pixels.sha256 == hashlib.sha256(rgb.tobytes()).hexdigest()
+    assert image_matches(info, path) and image_matches(pixels, rgb) and image_matches(pixels, path)
+    other = rgb.copy()
+    other[0, 0, 0] ^= 1
+    assert not image_matches(pixels, other)
+    Image.fromarray(other).save(path)
+    assert not image_matches(info, path)
+
+
+def test_training_record():
+    doc = _document()
+    doc.dialogue.append(Turn("assistant", "<Prompt3> is one pixel.", "2025-06-01T12:00:06Z"))
+    doc.dialogue.append(Turn("user", "Unanswered <Prompt0>?", "2025-06-01T12:00:07Z"))
+    doc.regions[1].caption = doc.dialogue[1].text  # already an answer: no extra describe pair
+    (record,) = to_training_records(doc)
+    json.dumps(record)
+    assert (record["id"], record["image"]) == ("clip.mp4#17", "frame.png")
+    kept = doc.regions[:3]  # region 4 has an empty mask; region 3 becomes <Prompt2>
+    assert [rle_to_mask(r).tolist() for r in record["mask_rle"]] == [r.mask.tolist() for r in kept]
+    assert record["conversations"] == [
+        {"from": "human", "value": "<image>\nCompare <Prompt1> with <Prompt0> and <Prompt1>."},
+        {"from": "gpt", "value": doc.dialogue[1].text},
+        {"from": "human", "value": "And <Prompt2>?"},
+        {"from": "gpt", "value": "<Prompt2> is one pixel."},
+        {"from": "human", "value": "Describe <Prompt0> in detail."},
+        {"from": "gpt", "value": "a speckled thing"},
+    ]
+
+
+def test_training_record_from_captions_only():
+    doc = _document()
+    doc.dialogue = []
+    (record,) = to_training_records(doc)
+    values = [c["value"] for c in record["conversations"]]
+    assert values == ["<image>\nDescribe <Prompt0> in detail.", "a speckled thing",
+                      "Describe <Prompt1> in detail.", "a block"]
+    assert [c["from"] for c in record["conversations"]] == ["human", "gpt"] * 2
+    doc.regions = [r for r in doc.regions if not r.caption or not r.mask.any()]
+    assert to_training_records(doc) == []
