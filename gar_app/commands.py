@@ -72,7 +72,7 @@ def _print_json(args: argparse.Namespace, text: str, masks: Sequence[np.ndarray]
 
 def _segment_mask(args: argparse.Namespace, image) -> tuple[np.ndarray, dict]:
     """Turn --points/--labels/--box into a mask with SAM (or the fallback), saying which."""
-    from gar_app.segment import Marks, load_segmenter
+    from gar_app.segment import load_segmenter
 
     points = _json_list(args.points, "--points") if args.points else []
     labels = _json_list(args.labels, "--labels") if args.labels else [1] * len(points)
@@ -82,20 +82,19 @@ def _segment_mask(args: argparse.Namespace, image) -> tuple[np.ndarray, dict]:
     segmenter = load_segmenter(args.sam, device=args.device)
     print(f"segmenting with {segmenter.name}", file=sys.stderr, flush=True)
     segmenter.set_image(image)
-    result = segmenter.segment(Marks(points=points, labels=labels, box=box))
+    result = segmenter.segment(points=points or None, labels=labels or None, box=box)
     return result.mask, {"segmenter": segmenter.name, "score": round(float(result.score), 4)}
 
 
 def _save_overlay(path: str, image, masks: Sequence[np.ndarray]) -> None:
     from PIL import Image
 
-    from gar_app.regions import RegionSet
+    from gar_app.regions import RegionSet, render_overlay
 
     regions = RegionSet()
     for mask in masks:
         regions.add(mask=mask, source="mask")
-    overlay = regions.render(image)
-    Image.fromarray(np.asarray(overlay)).save(path)
+    Image.fromarray(render_overlay(image, regions)).save(path)
     print(f"overlay saved to {path}", file=sys.stderr)
 
 

@@ -82,3 +82,11 @@ def tiny_gar64(tiny_gar_dir):
     from gar_app.model import load_gar
 
     return load_gar(tiny_gar_dir, device="cpu", dtype=torch.float64)
+
+
+@pytest.fixture(scope="session")
+def tiny_sam_path(tmp_path_factory) -> Path:
+    """A tiny random SAM checkpoint built from segment-anything's own modules."""
+    from gar_app.segment import write_tiny_sam
+
+    return write_tiny_sam(tmp_path_factory.mktemp("tiny-sam") / "tiny_sam.pth", seed=0)
