@@ -19,7 +19,8 @@ lint: setup
 	$(PY) -m ruff check .
 
 bench: setup
-	HF_HUB_OFFLINE=1 $(PY) bench/run_all.py
+	HF_HUB_OFFLINE=1 $(PY) bench/bench_model.py
+	HF_HUB_OFFLINE=1 $(PY) bench/bench_segment.py
 
 assets: setup
 	$(PY) scripts/make_assets.py

@@ -151,7 +151,8 @@ def run_tiny(args: argparse.Namespace) -> int:
         from gar_app.model.tiny import write_tiny_gar
 
         path = write_tiny_gar(
-            args.out, seed=args.seed, prompt_numbers=args.prompt_numbers, max_num_tiles=args.max_num_tiles
+            args.out, seed=args.seed, prompt_numbers=args.prompt_numbers, max_num_tiles=args.max_num_tiles,
+            preset=args.size,
         )
     else:
         from gar_app.segment.tiny import write_tiny_sam
@@ -202,4 +203,7 @@ def add_tiny(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--prompt-numbers", type=int, default=5, help="regions the tiny GAR supports (gar only)")
     parser.add_argument("--max-num-tiles", type=int, default=36, help="PerceptionLM's tile limit (gar only)")
+    parser.add_argument(
+        "--size", default="tiny", choices=["tiny", "gar-1b"], help="gar-1b: random weights at GAR-1B's real size"
+    )
     parser.set_defaults(run=run_tiny)

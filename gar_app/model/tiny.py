@@ -69,16 +69,33 @@ def _tokenizer(prompt_numbers: int, base_vocab: int) -> PreTrainedTokenizerFast:
     return fast
 
 
-def tiny_config(tokenizer: PreTrainedTokenizerFast, prompt_numbers: int) -> GarConfig:
+# Sizes of the random checkpoints: "tiny" for tests, "gar-1b" for speed measurements at the
+# real GAR-1B size (PE-Core-L/14 vision tower, Llama-3.2-1B text model).
+PRESETS = {
+    "tiny": {
+        "vision": {"embed_dim": 32, "depth": 2, "num_heads": 2},
+        "text": {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
+                 "num_attention_heads": 4, "num_key_value_heads": 2},
+        "vocab": 0,
+    },
+    "gar-1b": {
+        "vision": {"embed_dim": 1024, "depth": 23, "num_heads": 16},
+        "text": {"hidden_size": 2048, "intermediate_size": 8192, "num_hidden_layers": 16,
+                 "num_attention_heads": 32, "num_key_value_heads": 8},
+        "vocab": 128256,  # Llama 3's vocabulary; the tiny tokenizer only names a few hundred ids
+    },
+}  # fmt: skip
+
+
+def random_config(tokenizer: PreTrainedTokenizerFast, prompt_numbers: int, preset: str = "tiny") -> GarConfig:
+    sizes = PRESETS[preset]
     crop_ids = tokenizer.convert_tokens_to_ids([f"<|reserved_special_token_{k + 2}|>" for k in range(prompt_numbers)])
     return GarConfig(
         mllm_config={
             "vision_config": {
                 "architecture": "vit_pe_core_large_patch14_336",
                 "model_args": {
-                    "embed_dim": 32,
-                    "depth": 2,
-                    "num_heads": 2,
+                    **sizes["vision"],
                     "img_size": [448, 448],
                     "ref_feat_shape": [32, 32],
                     "global_pool": "",
@@ -88,12 +105,8 @@ def tiny_config(tokenizer: PreTrainedTokenizerFast, prompt_numbers: int) -> GarC
             },
             "text_config": {
                 "model_type": "llama",
-                "vocab_size": len(tokenizer),
-                "hidden_size": 64,
-                "intermediate_size": 128,
-                "num_hidden_layers": 2,
-                "num_attention_heads": 4,
-                "num_key_value_heads": 2,
+                **sizes["text"],
+                "vocab_size": max(len(tokenizer), sizes["vocab"] + prompt_numbers + 1),
                 "max_position_embeddings": 16384,
                 "rope_parameters": {"rope_type": "default", "rope_theta": 500000.0},
                 "tie_word_embeddings": False,
@@ -112,21 +125,31 @@ def tiny_config(tokenizer: PreTrainedTokenizerFast, prompt_numbers: int) -> GarC
 
 
 def write_tiny_gar(
-    out_dir: str | Path, seed: int = 0, prompt_numbers: int = 5, max_num_tiles: int = 36, base_vocab: int = 384
+    out_dir: str | Path,
+    seed: int = 0,
+    prompt_numbers: int = 5,
+    max_num_tiles: int = 36,
+    preset: str = "tiny",
+    dtype: torch.dtype = torch.float32,
+    device: str = "cpu",
 ) -> Path:
-    """Write a seeded random GAR checkpoint (about 1 MB) to ``out_dir``.
+    """Write a seeded random GAR checkpoint to ``out_dir`` (about 1 MB for "tiny").
 
     ``max_num_tiles`` is PerceptionLM's (36); tests lower it to keep the tiny ViT quick.
+    ``preset="gar-1b"`` gives GAR-1B's real sizes (about 2.4 GB in bf16) for benchmarks.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    tokenizer = _tokenizer(prompt_numbers, base_vocab)
-    config = tiny_config(tokenizer, prompt_numbers)
+    tokenizer = _tokenizer(prompt_numbers, base_vocab=384)
+    config = random_config(tokenizer, prompt_numbers, preset)
     torch.manual_seed(seed)
-    model = GarForConditionalGeneration(config)
-    with torch.no_grad():  # random weights large enough that greedy decoding varies from token to token
-        model.mllm.lm_head.weight.normal_(0.0, 0.5)
-    state = {key: tensor.detach().contiguous() for key, tensor in model.state_dict().items()}
+    with torch.device(device):
+        model = GarForConditionalGeneration(config)
+    if preset == "tiny":
+        with torch.no_grad():  # logits spread enough that greedy decoding varies from token to token
+            model.mllm.lm_head.weight.normal_(0.0, 0.5)
+    state = {key: tensor.detach().to("cpu", dtype).contiguous() for key, tensor in model.state_dict().items()}
+    del model
     save_file(state, str(out / "model.safetensors"), metadata={"format": "pt"})
     config.save_pretrained(out)
     tokenizer.save_pretrained(out)
