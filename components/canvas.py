@@ -1,0 +1,153 @@
+"""The image canvas and the marking tools: points, two-click boxes, scribbles, uploaded masks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import gradio as gr
+import numpy as np
+
+from components.common import ui_action, workspace
+from components.page import Page, as_outputs, refresh_regions
+
+ASSETS = Path(__file__).resolve().parents[1] / "assets" / "examples"
+INCLUDE, EXCLUDE, BOX, SCRIBBLE, MASK = "Include point", "Exclude point", "Box (two clicks)", "Scribble", "Upload mask"
+TOOLS = [INCLUDE, EXCLUDE, BOX, SCRIBBLE, MASK]
+HINTS = {
+    INCLUDE: "Click on the object. More include points grow the region; exclude points trim it.",
+    EXCLUDE: "Click on what should *not* be in the current region.",
+    BOX: "Click one corner of a box around the object, then the opposite corner.",
+    SCRIBBLE: "Paint over the object in the editor below, then press **Segment the scribble**.",
+    MASK: "Upload a black-and-white mask image (any non-zero pixel is inside) for the current region.",
+}
+
+
+def example_images() -> list[str]:
+    return sorted(str(p) for p in ASSETS.glob("*.jpg"))
+
+
+def build(page: Page) -> None:
+    page.canvas = gr.Image(
+        label="Image — upload or paste one, or pick an example; then click on it to mark regions",
+        sources=["upload", "clipboard"],
+        type="filepath",
+        interactive=True,
+        elem_id="gar-canvas",
+        height=560,
+        buttons=["download", "fullscreen"],
+    )
+    page.examples = gr.Examples(example_images(), inputs=[page.canvas], label="Examples (CC0 photos)")
+    with gr.Row():
+        page.tool = gr.Radio(TOOLS, value=INCLUDE, label="Tool", scale=4)
+        page.new_region = gr.Button("New region", variant="secondary", scale=1)
+    page.tool_hint = gr.Markdown(HINTS[INCLUDE])
+    page.region_info = gr.Markdown("Load an image to start.", elem_classes=["gar-status"])
+    page.scribble = gr.ImageEditor(
+        label="Scribble over the object",
+        type="numpy",
+        image_mode="RGBA",
+        sources=[],
+        brush=gr.Brush(colors=["#ff00ff"], color_mode="fixed"),
+        layers=False,
+        transforms=(),
+        visible=False,
+    )
+    page.scribble_apply = gr.Button("Segment the scribble", visible=False)
+    page.mask_upload = gr.Image(label="Mask image", type="filepath", sources=["upload"], visible=False)
+    with gr.Row(visible=False):  # the same marking, callable by scripts: POST /mark with x, y, tool
+        page.point_x = gr.Number(label="x")
+        page.point_y = gr.Number(label="y")
+        page.point_mark = gr.Button("Mark")
+
+
+def _mark(ws, tool: str, x: float, y: float):
+    if tool == INCLUDE:
+        ws.add_point(x, y, positive=True)
+    elif tool == EXCLUDE:
+        ws.add_point(x, y, positive=False)
+    elif tool == BOX:
+        ws.box_click(x, y)
+    else:
+        ws.require_image()
+        raise gr.Error(f"With the {tool} tool, use the panel below the tools instead of clicking the image.")
+    return ws
+
+
+def wire(page: Page) -> None:
+    outputs = page.region_outputs
+
+    @ui_action
+    def on_image_uploaded(state, path):
+        ws = workspace(state)
+        if path is None:
+            return as_outputs(page, refresh_regions(ws))
+        ws.set_image(path, name=Path(path).name)
+        return as_outputs(page, refresh_regions(ws) | {"chatbot": []})
+
+    @ui_action
+    def on_canvas_clicked(state, tool, evt: gr.SelectData):
+        ws = workspace(state)
+        x, y = evt.index[0], evt.index[1]
+        return as_outputs(page, refresh_regions(_mark(ws, tool, x, y)))
+
+    @ui_action
+    def on_point_marked(state, tool, x, y):
+        ws = workspace(state)
+        return as_outputs(page, refresh_regions(_mark(ws, tool, float(x), float(y))))
+
+    @ui_action
+    def on_new_region_clicked(state):
+        ws = workspace(state)
+        ws.require_image()
+        ws.new_region()
+        return as_outputs(page, refresh_regions(ws))
+
+    def on_tool_changed(state, tool):
+        ws = workspace(state)
+        ws.corner = None
+        scribble = tool == SCRIBBLE
+        editor = gr.update(visible=scribble)
+        if scribble and ws.image is not None:
+            editor = gr.update(visible=True, value={"background": np.asarray(ws.image), "layers": [], "composite": None})
+        return {
+            page.tool_hint: HINTS[tool],
+            page.scribble: editor,
+            page.scribble_apply: gr.update(visible=scribble),
+            page.mask_upload: gr.update(visible=tool == MASK),
+            page.canvas: ws.render() if ws.image is not None else gr.update(),
+        }
+
+    @ui_action
+    def on_scribble_applied(state, drawing):
+        ws = workspace(state)
+        ws.require_image()
+        layers = (drawing or {}).get("layers") or []
+        strokes = [layer[..., 3] > 0 for layer in layers if layer is not None and layer.ndim == 3]
+        if not strokes or not any(s.any() for s in strokes):
+            raise gr.Error("Paint over the object with the brush first, then press Segment the scribble.")
+        ws.add_scribble(np.logical_or.reduce(strokes))
+        return as_outputs(page, refresh_regions(ws))
+
+    @ui_action
+    def on_mask_uploaded(state, path):
+        ws = workspace(state)
+        if path is None:
+            return as_outputs(page, refresh_regions(ws))
+        ws.add_mask(path)
+        return as_outputs(page, refresh_regions(ws))
+
+    page.canvas.upload(on_image_uploaded, [page.state, page.canvas], [*outputs, page.chatbot], api_name="load_image")
+    page.examples.load_input_event.then(
+        on_image_uploaded, [page.state, page.canvas], [*outputs, page.chatbot], api_visibility="private"
+    )
+    page.canvas.select(on_canvas_clicked, [page.state, page.tool], outputs, api_visibility="private")
+    page.point_mark.click(on_point_marked, [page.state, page.tool, page.point_x, page.point_y], outputs, api_name="mark")
+    page.new_region.click(on_new_region_clicked, [page.state], outputs, api_name="new_region")
+    page.tool.change(
+        on_tool_changed,
+        [page.state, page.tool],
+        [page.tool_hint, page.scribble, page.scribble_apply, page.mask_upload, page.canvas],
+        api_visibility="private",
+    )
+    page.scribble_apply.click(on_scribble_applied, [page.state, page.scribble], outputs, api_name="scribble")
+    page.mask_upload.upload(on_mask_uploaded, [page.state, page.mask_upload], outputs, api_name="upload_mask")

@@ -1,0 +1,73 @@
+"""A video as input: pick a frame (by slider or time) and annotate it like an image."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import gradio as gr
+
+from components.common import ui_action, workspace
+from components.page import Page, as_outputs, refresh_regions
+from gar_app import export, video
+
+EXAMPLES = sorted(str(p) for p in (Path(__file__).resolve().parents[1] / "assets" / "examples").glob("*.webm"))
+
+
+def build(page: Page) -> None:
+    page.video = gr.Video(label="Video — upload one, then choose a frame", sources=["upload"], height=300)
+    if EXAMPLES:
+        gr.Examples(EXAMPLES, inputs=[page.video], label="Example video")
+    with gr.Row():
+        page.video_frame = gr.Slider(0, 1, value=0, step=1, label="Frame", interactive=False, scale=3)
+        page.video_time = gr.Number(label="or time (s)", value=0, minimum=0, scale=1)
+    page.video_preview = gr.Image(label="Frame preview", interactive=False, height=220)
+    page.video_use = gr.Button("Annotate this frame", variant="primary")
+
+
+def wire(page: Page) -> None:
+    @ui_action
+    def on_video_loaded(path):
+        if not path:
+            return {page.video_frame: gr.update(maximum=1, value=0, interactive=False), page.video_preview: None}
+        info = video.probe(path)
+        frame, index, _time = video.read_frame(path, index=0)
+        return {
+            page.video_frame: gr.update(
+                maximum=max(1, info.frame_count - 1), value=0, interactive=True,
+                label=f"Frame (of {info.frame_count}, {info.fps:.3g} fps, {info.duration_s:.1f} s)",
+            ),
+            page.video_preview: frame,
+        }
+
+    @ui_action
+    def on_frame_chosen(path, index):
+        if not path:
+            raise gr.Error("Upload a video first.")
+        frame, index, time_s = video.read_frame(path, index=int(index))
+        return {page.video_preview: frame, page.video_time: round(time_s or 0.0, 3)}
+
+    @ui_action
+    def on_time_entered(path, time_s):
+        if not path:
+            raise gr.Error("Upload a video first.")
+        frame, index, _time = video.read_frame(path, time_s=float(time_s or 0))
+        return {page.video_preview: frame, page.video_frame: index}
+
+    @ui_action
+    def on_frame_used(state, path, index):
+        ws = workspace(state)
+        if not path:
+            raise gr.Error("Upload a video first.")
+        frame, index, time_s = video.read_frame(path, index=int(index))
+        name = Path(path).name
+        ws.set_image(frame, name=f"{Path(name).stem}_frame{index:05d}.png",
+                     video=export.VideoFrame(name, index, time_s))
+        return as_outputs(page, refresh_regions(ws)) | {page.chatbot: []}
+
+    page.video.change(on_video_loaded, [page.video], [page.video_frame, page.video_preview], api_name="load_video")
+    page.video_frame.release(on_frame_chosen, [page.video, page.video_frame], [page.video_preview, page.video_time],
+                             api_visibility="private")
+    page.video_time.submit(on_time_entered, [page.video, page.video_time], [page.video_preview, page.video_frame],
+                           api_visibility="private")
+    page.video_use.click(on_frame_used, [page.state, page.video, page.video_frame],
+                         [*page.region_outputs, page.chatbot], api_name="use_frame")
