@@ -16,7 +16,6 @@ import sys
 import gradio as gr
 
 from components import canvas, chat, export_panel, regions_panel, status, video_input
-from components.common import set_services
 from components.page import Page
 from components.style import css
 from gar_app.errors import GarAppError
@@ -51,8 +50,7 @@ def load_services(
 
 
 def build_demo(services: Services) -> gr.Blocks:
-    set_services(services)
-    page = Page()
+    page = Page(services=services)
     with gr.Blocks(title="GAR App — talk about regions") as demo:
         page.state = gr.State(None)
         gr.Markdown("# GAR App\nMark regions on an image, then let **GAR (Grasp Any Region)** describe them and "

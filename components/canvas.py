@@ -7,7 +7,7 @@ from pathlib import Path
 import gradio as gr
 import numpy as np
 
-from components.common import ui_action, workspace
+from components.common import payload_path, ui_action
 from components.page import Page, as_outputs, refresh_regions
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets" / "examples"
@@ -77,33 +77,35 @@ def wire(page: Page) -> None:
     outputs = page.region_outputs
 
     @ui_action
-    def on_image_uploaded(state, path):
-        ws = workspace(state)
+    def on_image_uploaded(state, upload):
+        ws = page.workspace(state)
+        path = payload_path(upload)
         if path is None:
             return as_outputs(page, refresh_regions(ws))
-        ws.set_image(path, name=Path(path).name)
+        name = upload.get("orig_name") if isinstance(upload, dict) else None
+        ws.set_image(path, name=name or Path(path).name)
         return as_outputs(page, refresh_regions(ws) | {"chatbot": []})
 
     @ui_action
     def on_canvas_clicked(state, tool, evt: gr.SelectData):
-        ws = workspace(state)
+        ws = page.workspace(state)
         x, y = evt.index[0], evt.index[1]
         return as_outputs(page, refresh_regions(_mark(ws, tool, x, y)))
 
     @ui_action
     def on_point_marked(state, tool, x, y):
-        ws = workspace(state)
+        ws = page.workspace(state)
         return as_outputs(page, refresh_regions(_mark(ws, tool, float(x), float(y))))
 
     @ui_action
     def on_new_region_clicked(state):
-        ws = workspace(state)
+        ws = page.workspace(state)
         ws.require_image()
         ws.new_region()
         return as_outputs(page, refresh_regions(ws))
 
     def on_tool_changed(state, tool):
-        ws = workspace(state)
+        ws = page.workspace(state)
         ws.corner = None
         scribble = tool == SCRIBBLE
         editor = gr.update(visible=scribble)
@@ -119,7 +121,7 @@ def wire(page: Page) -> None:
 
     @ui_action
     def on_scribble_applied(state, drawing):
-        ws = workspace(state)
+        ws = page.workspace(state)
         ws.require_image()
         layers = (drawing or {}).get("layers") or []
         strokes = [layer[..., 3] > 0 for layer in layers if layer is not None and layer.ndim == 3]
@@ -129,17 +131,17 @@ def wire(page: Page) -> None:
         return as_outputs(page, refresh_regions(ws))
 
     @ui_action
-    def on_mask_uploaded(state, path):
-        ws = workspace(state)
+    def on_mask_uploaded(state, upload):
+        ws = page.workspace(state)
+        path = payload_path(upload)
         if path is None:
             return as_outputs(page, refresh_regions(ws))
         ws.add_mask(path)
         return as_outputs(page, refresh_regions(ws))
 
-    page.canvas.upload(on_image_uploaded, [page.state, page.canvas], [*outputs, page.chatbot], api_name="load_image")
-    page.examples.load_input_event.then(
-        on_image_uploaded, [page.state, page.canvas], [*outputs, page.chatbot], api_visibility="private"
-    )
+    uploaded = {"fn": on_image_uploaded, "inputs": [page.state, page.canvas], "outputs": [*outputs, page.chatbot]}
+    page.canvas.upload(**uploaded, preprocess=False, api_name="load_image")
+    page.examples.load_input_event.then(**uploaded, preprocess=False, api_visibility="private")
     page.canvas.select(on_canvas_clicked, [page.state, page.tool], outputs, api_visibility="private")
     page.point_mark.click(on_point_marked, [page.state, page.tool, page.point_x, page.point_y], outputs, api_name="mark")
     page.new_region.click(on_new_region_clicked, [page.state], outputs, api_name="new_region")
@@ -150,4 +152,6 @@ def wire(page: Page) -> None:
         api_visibility="private",
     )
     page.scribble_apply.click(on_scribble_applied, [page.state, page.scribble], outputs, api_name="scribble")
-    page.mask_upload.upload(on_mask_uploaded, [page.state, page.mask_upload], outputs, api_name="upload_mask")
+    page.mask_upload.upload(
+        on_mask_uploaded, [page.state, page.mask_upload], outputs, preprocess=False, api_name="upload_mask"
+    )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import gradio as gr
 
-from components.common import on_gpu, ui_action, workspace
+from components.common import on_gpu, ui_action
 from components.page import Page, chat_messages
 from gar_app.model.generation import GenerationSettings
 
@@ -50,7 +50,7 @@ def wire(page: Page) -> None:
 
     @ui_action
     def on_question_sent(state, question, *settings):
-        ws = workspace(state)
+        ws = page.workspace(state)
         ws.require_gar()
         stream = ws.stream_answer(question, decoding_settings(*settings))
         first = True
@@ -60,11 +60,11 @@ def wire(page: Page) -> None:
         yield {page.state: ws, page.chatbot: chat_messages(ws), page.question: ""}
 
     def on_stop_clicked(state):
-        workspace(state).stop.set()
+        page.workspace(state).stop.set()
 
     @ui_action
     def on_new_chat_clicked(state):
-        ws = workspace(state)
+        ws = page.workspace(state)
         ws.new_conversation()
         return {page.state: ws, page.chatbot: chat_messages(ws)}
 

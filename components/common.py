@@ -1,4 +1,4 @@
-"""What every UI piece shares: the per-browser Workspace, the shared services, error handling."""
+"""What every UI piece shares: error handling and the ZeroGPU wrapper."""
 
 from __future__ import annotations
 
@@ -9,26 +9,23 @@ import logging
 import gradio as gr
 
 from gar_app.errors import GarAppError
-from gar_app.workspace import Services, Workspace
 
 log = logging.getLogger("gar_app.ui")
-_services: Services | None = None
 
 
-def set_services(services: Services) -> None:
-    global _services
-    _services = services
+def payload_path(value) -> str | None:
+    """The uploaded file's path from a raw (not preprocessed) Image / Video / File payload.
 
-
-def services() -> Services:
-    if _services is None:
-        raise RuntimeError("app services are not set up; call components.common.set_services first")
-    return _services
-
-
-def workspace(state: Workspace | None) -> Workspace:
-    """This browser session's workspace (made on first use: gr.State must not copy the model)."""
-    return state if isinstance(state, Workspace) else Workspace(services())
+    Uploads skip Gradio's own decoding (``preprocess=False``) so a broken file reaches our
+    loaders, which explain what is wrong instead of failing inside the framework.
+    """
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, dict):
+        if isinstance(value.get("video"), dict):
+            return value["video"].get("path")
+        return value.get("path")
+    return getattr(value, "path", None) or getattr(value, "name", None)
 
 
 def on_gpu(function):

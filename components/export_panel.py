@@ -8,7 +8,7 @@ from pathlib import Path
 
 import gradio as gr
 
-from components.common import ui_action, workspace
+from components.common import payload_path, ui_action
 from components.page import Page, as_outputs, chat_messages, refresh_regions
 from gar_app import export
 
@@ -17,13 +17,13 @@ def build(page: Page) -> None:
     with gr.Row():
         page.export = gr.Button("Export JSON")
         page.import_file = gr.UploadButton("Import JSON", file_types=[".json"], file_count="single")
-    page.export_files = gr.File(label="Downloads", file_count="multiple", interactive=False)
+    page.export_files = gr.File(label="Downloads", file_count="multiple", interactive=False, visible=False)
 
 
 def wire(page: Page) -> None:
     @ui_action
     def on_export_clicked(state):
-        ws = workspace(state)
+        ws = page.workspace(state)
         document = ws.document()
         folder = Path(tempfile.mkdtemp(prefix="gar-export-"))
         stem = Path(document.image.name).stem or "image"
@@ -31,12 +31,12 @@ def wire(page: Page) -> None:
         session.write_text(export.to_json(document))
         training = folder / f"{stem}.train.json"
         training.write_text(json.dumps(export.to_training_records(document), indent=1, ensure_ascii=False))
-        return [str(session), str(training)]
+        return gr.update(value=[str(session), str(training)], visible=True)
 
     @ui_action
     def on_import_uploaded(state, file):
-        ws = workspace(state)
-        path = file if isinstance(file, str) else getattr(file, "name", None)
+        ws = page.workspace(state)
+        path = payload_path(file)
         if not path:
             raise gr.Error("No file was uploaded.")
         ws.require_image()

@@ -10,7 +10,7 @@ import gradio as gr
 
 from components.style import chip_style
 from gar_app.regions import REGION_COLOURS
-from gar_app.workspace import Workspace
+from gar_app.workspace import Services, Workspace
 
 _TAG = re.compile(r"&lt;Prompt(\d+)&gt;")
 
@@ -19,6 +19,7 @@ _TAG = re.compile(r"&lt;Prompt(\d+)&gt;")
 class Page:
     """Every component the handlers read or update (filled in by the builders)."""
 
+    services: Services = None
     state: gr.State = None
     status: gr.Markdown = None
     canvas: gr.Image = None
@@ -55,6 +56,10 @@ class Page:
     video_time: gr.Number = None
     video_preview: gr.Image = None
     video_use: gr.Button = None
+
+    def workspace(self, state: Workspace | None) -> Workspace:
+        """This browser session's workspace, made on first use (gr.State must not deep-copy the model)."""
+        return state if isinstance(state, Workspace) else Workspace(self.services)
 
     @property
     def region_outputs(self) -> list:

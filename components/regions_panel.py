@@ -5,7 +5,7 @@ from __future__ import annotations
 import gradio as gr
 
 from components.chat import decoding_settings
-from components.common import on_gpu, ui_action, workspace
+from components.common import on_gpu, ui_action
 from components.page import Page, as_outputs, refresh_regions
 
 ROWS = """
@@ -46,11 +46,12 @@ element.addEventListener('click', (event) => {
 
 def build(page: Page) -> None:
     page.region_list = gr.HTML(
-        value=[], html_template=ROWS, css_template=ROWS_CSS, js_on_load=ROWS_JS, label="Regions", show_label=True
+        value=[], html_template=ROWS, css_template=ROWS_CSS, js_on_load=ROWS_JS, label="Regions", show_label=True,
+        container=True,
     )
     with gr.Row():
         page.region_pick = gr.Dropdown(choices=[], label="Selected region", interactive=True, scale=2)
-        page.delete = gr.Button("Delete region", variant="stop", scale=1)
+        page.delete = gr.Button("Delete region", variant="secondary", size="sm", scale=1)
     page.caption = gr.Textbox(
         label="Caption (type your own, or press Describe)", lines=3, interactive=False, max_lines=12
     )
@@ -65,14 +66,14 @@ def wire(page: Page) -> None:
 
     @ui_action
     def on_region_picked(state, tag):
-        ws = workspace(state)
+        ws = page.workspace(state)
         if tag:
             ws.select(tag)
         return as_outputs(page, refresh_regions(ws))
 
     @ui_action
     def on_region_list_clicked(state, question, evt: gr.EventData):
-        ws = workspace(state)
+        ws = page.workspace(state)
         tag = getattr(evt, "tag", None)
         if not tag:
             return {page.question: question}
@@ -84,14 +85,14 @@ def wire(page: Page) -> None:
 
     @ui_action
     def on_caption_edited(state, tag, caption):
-        ws = workspace(state)
+        ws = page.workspace(state)
         if tag:
             ws.set_caption(tag, caption)
         return as_outputs(page, refresh_regions(ws))
 
     @ui_action
     def on_delete_clicked(state, tag):
-        ws = workspace(state)
+        ws = page.workspace(state)
         if not tag:
             raise gr.Error("Select a region to delete first.")
         ws.delete(tag)
@@ -100,15 +101,14 @@ def wire(page: Page) -> None:
     def _describe(ws, tags, settings):
         for tag in tags:
             ws.select(tag)
-            view = refresh_regions(ws)
-            for text in ws.stream_caption(tag, settings):
-                view["caption"] = gr.update(value=text, interactive=True)
-                yield as_outputs(page, view)
+            yield as_outputs(page, refresh_regions(ws))
+            for text in ws.stream_caption(tag, settings):  # only the caption changes while it streams
+                yield {page.caption: gr.update(value=text, interactive=True)}
             yield as_outputs(page, refresh_regions(ws))
 
     @ui_action
     def on_describe_clicked(state, tag, *settings):
-        ws = workspace(state)
+        ws = page.workspace(state)
         ws.require_image()
         if not tag:
             raise gr.Error("Select a region to describe (or mark one on the image first).")
@@ -117,7 +117,7 @@ def wire(page: Page) -> None:
 
     @ui_action
     def on_describe_all_clicked(state, *settings):
-        ws = workspace(state)
+        ws = page.workspace(state)
         ws.require_image()
         if not len(ws.regions):
             raise gr.Error("There are no regions to describe yet: click on the image to mark one.")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import gradio as gr
 
-from components.common import ui_action, workspace
+from components.common import payload_path, ui_action
 from components.page import Page, as_outputs, refresh_regions
 from gar_app import export, video
 
@@ -26,7 +26,8 @@ def build(page: Page) -> None:
 
 def wire(page: Page) -> None:
     @ui_action
-    def on_video_loaded(path):
+    def on_video_loaded(upload):
+        path = payload_path(upload)
         if not path:
             return {page.video_frame: gr.update(maximum=1, value=0, interactive=False), page.video_preview: None}
         info = video.probe(path)
@@ -40,34 +41,47 @@ def wire(page: Page) -> None:
         }
 
     @ui_action
-    def on_frame_chosen(path, index):
+    def on_frame_chosen(upload, index):
+        path = payload_path(upload)
         if not path:
             raise gr.Error("Upload a video first.")
         frame, index, time_s = video.read_frame(path, index=int(index))
         return {page.video_preview: frame, page.video_time: round(time_s or 0.0, 3)}
 
     @ui_action
-    def on_time_entered(path, time_s):
+    def on_time_entered(upload, time_s):
+        path = payload_path(upload)
         if not path:
             raise gr.Error("Upload a video first.")
         frame, index, _time = video.read_frame(path, time_s=float(time_s or 0))
         return {page.video_preview: frame, page.video_frame: index}
 
     @ui_action
-    def on_frame_used(state, path, index):
-        ws = workspace(state)
+    def on_frame_used(state, upload, index):
+        ws = page.workspace(state)
+        path = payload_path(upload)
         if not path:
             raise gr.Error("Upload a video first.")
         frame, index, time_s = video.read_frame(path, index=int(index))
-        name = Path(path).name
+        orig = upload.get("video", {}).get("orig_name") if isinstance(upload, dict) else None
+        name = orig or Path(path).name
         ws.set_image(frame, name=f"{Path(name).stem}_frame{index:05d}.png",
                      video=export.VideoFrame(name, index, time_s))
         return as_outputs(page, refresh_regions(ws)) | {page.chatbot: []}
 
-    page.video.change(on_video_loaded, [page.video], [page.video_frame, page.video_preview], api_name="load_video")
-    page.video_frame.release(on_frame_chosen, [page.video, page.video_frame], [page.video_preview, page.video_time],
-                             api_visibility="private")
-    page.video_time.submit(on_time_entered, [page.video, page.video_time], [page.video_preview, page.video_frame],
-                           api_visibility="private")
-    page.video_use.click(on_frame_used, [page.state, page.video, page.video_frame],
-                         [*page.region_outputs, page.chatbot], api_name="use_frame")
+    raw = {"preprocess": False}  # an undecodable video reaches gar_app.video, which says so plainly
+    page.video.change(
+        on_video_loaded, [page.video], [page.video_frame, page.video_preview], api_name="load_video", **raw
+    )
+    page.video_frame.release(
+        on_frame_chosen, [page.video, page.video_frame], [page.video_preview, page.video_time],
+        api_visibility="private", **raw,
+    )
+    page.video_time.submit(
+        on_time_entered, [page.video, page.video_time], [page.video_preview, page.video_frame],
+        api_visibility="private", **raw,
+    )
+    page.video_use.click(
+        on_frame_used, [page.state, page.video, page.video_frame], [*page.region_outputs, page.chatbot],
+        api_name="use_frame", **raw,
+    )

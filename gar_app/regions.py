@@ -333,7 +333,8 @@ def render_overlay(
         contours, _ = cv2.findContours(inside, cv2.RETR_LIST, cv2.CHAIN_APPROX_SIMPLE, offset=(x0, y0))
         cv2.drawContours(out, contours, -1, region.rgb, thickness)
     if labels:
-        scale = max(0.35, min(height, width) / 1200)
+        # tags about 4% of the long side tall, so they stay legible however the canvas scales the image
+        scale = max(0.4, 0.04 * max(height, width) / 22)
         stroke = max(1, round(scale * 1.5))
         for region in ordered:
             _draw_label(out, region, scale, stroke)

@@ -191,7 +191,8 @@ class Workspace:
 
     def require_gar(self):
         if self.services.gar is None:
-            raise InputError(self.services.gar_problem or ANNOTATION_MODE)
+            why = f" (no model: {self.services.gar_problem})" if self.services.gar_problem else ""
+            raise InputError(ANNOTATION_MODE + why)
         return self.services.gar
 
     def stream_caption(self, tag_or_index, settings: GenerationSettings | None = None) -> Iterator[str]:

@@ -90,3 +90,48 @@ def tiny_sam_path(tmp_path_factory) -> Path:
     from gar_app.segment import write_tiny_sam
 
     return write_tiny_sam(tmp_path_factory.mktemp("tiny-sam") / "tiny_sam.pth", seed=0)
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class RunningApp:
+    """The real app (app.build_demo) served on loopback, for gradio_client and the browser."""
+
+    def __init__(self, services):
+        import sys
+
+        sys.path.insert(0, str(REPO))
+        from app import build_demo
+        from components.style import css
+
+        self.services = services
+        self.demo = build_demo(services)
+        self.demo.queue(default_concurrency_limit=4)
+        _app, self.url, _share = self.demo.launch(
+            server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True, quiet=True, css=css()
+        )
+
+    def client(self):
+        from gradio_client import Client
+
+        return Client(self.url, verbose=False)
+
+    def close(self) -> None:
+        self.demo.close()
+
+
+@pytest.fixture(scope="session")
+def gar_app_server(tiny_gar):
+    """The app with the tiny GAR and the GrabCut segmenter (predictable masks on test images)."""
+    from gar_app.segment import GrabCutSegmenter
+    from gar_app.workspace import Services
+
+    server = RunningApp(Services(segmenter=GrabCutSegmenter(), gar=tiny_gar))
+    yield server
+    server.close()

@@ -46,13 +46,28 @@ _CORPUS = [
 ]
 
 
+def _ascii_byte_alphabet() -> list[str]:
+    """The byte-level BPE symbols of the 128 ASCII bytes (GPT-2's byte-to-unicode mapping).
+
+    Leaving out bytes >= 128 means every token decodes to valid text, so a random model's
+    answers stream as readable pieces instead of broken UTF-8.
+    """
+    printable = set(range(ord("!"), ord("~") + 1))
+    symbols, shifted = [], 0
+    for byte in range(128):
+        if byte in printable:
+            symbols.append(chr(byte))
+        else:
+            symbols.append(chr(256 + shifted))
+            shifted += 1
+    return symbols
+
+
 def _tokenizer(prompt_numbers: int, base_vocab: int) -> PreTrainedTokenizerFast:
     tokenizer = Tokenizer(models.BPE())
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tokenizer.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=base_vocab, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False
-    )
+    trainer = trainers.BpeTrainer(vocab_size=base_vocab, initial_alphabet=_ascii_byte_alphabet(), show_progress=False)
     tokenizer.train_from_iterator(_CORPUS * 4, trainer)
     reserved = [f"<|reserved_special_token_{k + 2}|>" for k in range(prompt_numbers)]
     specials = ["<|begin_of_text|>", "<|end_of_text|>", "<|image|>", "<|video|>", *reserved]

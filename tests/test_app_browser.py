@@ -1,0 +1,136 @@
+"""The app in a real browser (Debian's chromium driven by Playwright).
+
+Click on the image, see the coloured mask, insert a tag from its chip, ask, watch the answer
+stream in, download the JSON. Screenshots go to test-artifacts/ for people to look at.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import REPO, RunningApp
+from PIL import Image
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ARTIFACTS = REPO / "test-artifacts"
+ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync", "--no-first-run",
+]  # fmt: skip
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="chromium is not installed (make test installs it)"),
+]
+
+
+@pytest.fixture(scope="module")
+def slow_app(tiny_gar_dir):
+    """The app with its own tiny GAR whose every step takes 40 ms, so streaming can be watched."""
+    from gar_app.model import load_gar
+    from gar_app.segment import GrabCutSegmenter
+    from gar_app.workspace import Services
+
+    gar = load_gar(tiny_gar_dir, device="cpu", dtype="fp32")
+    forward = gar.model.forward
+
+    def slow_forward(*args, **kwargs):
+        time.sleep(0.04)
+        return forward(*args, **kwargs)
+
+    gar.model.forward = slow_forward
+    server = RunningApp(Services(segmenter=GrabCutSegmenter(), gar=gar))
+    yield server
+    server.close()
+
+
+@pytest.fixture()
+def page(slow_app):
+    sync_api = pytest.importorskip("playwright.sync_api")
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        context = browser.new_context(viewport={"width": 1440, "height": 1000}, accept_downloads=True)
+        tab = context.new_page()
+        tab.goto(slow_app.url)
+        tab.wait_for_selector("#gar-canvas")
+        yield tab
+        browser.close()
+
+
+def _canvas_pixels(page) -> np.ndarray:
+    shot = ARTIFACTS / "_canvas.png"
+    page.locator("#gar-canvas img").first.screenshot(path=str(shot))
+    return np.asarray(Image.open(shot).convert("RGB")).astype(int)
+
+
+def _bot_text(page) -> str:
+    messages = page.locator(".message.bot, [data-testid='bot']")
+    return messages.last.inner_text() if messages.count() else ""
+
+
+def test_click_see_mask_ask_watch_stream_download(page, tmp_path):
+    page.screenshot(path=str(ARTIFACTS / "1-start.png"), full_page=True)
+    page.get_by_text("Examples (CC0 photos)").scroll_into_view_if_needed()
+    page.locator("#gar-canvas").locator("..").locator("button:has(img)").nth(2).click()  # the cat
+    page.wait_for_function("document.querySelector('#gar-canvas img') !== null")
+    page.wait_for_timeout(1500)
+    before = _canvas_pixels(page)
+
+    box = page.locator("#gar-canvas img").first.bounding_box()
+    page.mouse.click(box["x"] + box["width"] * 0.42, box["y"] + box["height"] * 0.42)
+    page.get_by_text("Marks now edit").wait_for(timeout=30_000)
+    page.wait_for_timeout(1500)
+    after = _canvas_pixels(page)
+    page.screenshot(path=str(ARTIFACTS / "2-region-marked.png"), full_page=True)
+    assert before.shape == after.shape
+    redder = (after[..., 0] - after[..., 1]) - (before[..., 0] - before[..., 1])
+    assert (redder > 40).sum() > 200, "the region appears in red on the canvas"
+
+    page.locator(".gar-chip", has_text="<Prompt0>").click()
+    question = page.get_by_label("Question")
+    page.wait_for_function("document.querySelector('textarea[placeholder^=\"Mention regions\"]').value.includes('<Prompt0>')")
+    question.press("End")
+    question.type("what is this?")
+    page.get_by_role("button", name="Send").click()
+
+    seen = []
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        text = _bot_text(page)
+        if text and (not seen or text != seen[-1]):
+            seen.append(text)
+        if len(seen) >= 3:
+            break
+        page.wait_for_timeout(100)
+    page.screenshot(path=str(ARTIFACTS / "3-answer-streaming.png"), full_page=True)
+    assert len(seen) >= 3, f"the answer should grow while it is generated; saw {seen!r}"
+    assert all(b.startswith(a.rstrip("…")) for a, b in zip(seen, seen[1:], strict=False))
+
+    page.get_by_role("button", name="Export JSON").click()
+    link = page.locator('a[download="cat.gar.json"]')
+    link.wait_for(timeout=30_000)
+    with page.expect_download() as download:
+        link.click()
+    target = tmp_path / "session.json"
+    download.value.save_as(target)
+    page.screenshot(path=str(ARTIFACTS / "4-exported.png"), full_page=True)
+    document = json.loads(target.read_text())
+    assert document["format"] == "gar-app/1" and document["image"]["name"] == "cat.jpg"
+    assert document["regions"][0]["tag"] == "<Prompt0>" and document["regions"][0]["colour"] == "#ff0000"
+    assert document["dialogue"][0]["text"] == "<Prompt0> what is this?"
+
+
+def test_bad_upload_shows_a_message(page, tmp_path):
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 64)
+    page.locator("#gar-canvas input[type=file]").set_input_files(str(broken))
+    notice = page.get_by_text("not a valid image")
+    notice.wait_for(timeout=30_000)
+    page.screenshot(path=str(ARTIFACTS / "5-bad-upload.png"), full_page=True)
+    assert "Traceback" not in page.content()
