@@ -30,13 +30,18 @@ def build(page: Page) -> None:
         placeholder="Ask about your regions, e.g. <i>What is the relationship between &lt;Prompt0&gt; and "
         "&lt;Prompt1&gt;?</i> Click a region's chip to insert its tag.",
     )
+    has_model = page.services.gar is not None
     page.question = gr.Textbox(
-        label="Question", placeholder="Mention regions as <Prompt0>, <Prompt1>, …", lines=2, max_lines=6
+        label="Question",
+        placeholder="Mention regions as <Prompt0>, <Prompt1>, …" if has_model else "The chat needs a GAR model.",
+        lines=2,
+        max_lines=6,
+        interactive=has_model,
     )
     with gr.Row():
-        page.send = gr.Button("Send", variant="primary")
-        page.stop = gr.Button("Stop", variant="stop")
-        page.new_chat = gr.Button("New conversation")
+        page.send = gr.Button("Send", variant="primary", interactive=has_model)
+        page.stop = gr.Button("Stop", variant="stop", interactive=has_model)
+        page.new_chat = gr.Button("New conversation", interactive=has_model)
     with gr.Accordion("Decoding", open=False):
         page.sampling = gr.Radio([GREEDY, SAMPLING], value=GREEDY, label="Mode")
         with gr.Row():

@@ -26,6 +26,7 @@ ROWS = """
 </div>
 """
 ROWS_CSS = """
+.gar-regions { padding-top: 20px; }
 .gar-region-row { padding: 6px 8px; border-radius: 6px; border: 1px solid var(--border-color-primary);
                   margin-bottom: 6px; cursor: pointer; }
 .gar-region-row.gar-selected { border: 2px solid var(--color-accent); }
@@ -52,12 +53,16 @@ def build(page: Page) -> None:
     with gr.Row():
         page.region_pick = gr.Dropdown(choices=[], label="Selected region", interactive=True, scale=2)
         page.delete = gr.Button("Delete region", variant="secondary", size="sm", scale=1)
+    has_model = page.services.gar is not None
     page.caption = gr.Textbox(
-        label="Caption (type your own, or press Describe)", lines=3, interactive=False, max_lines=12
+        label="Caption (type your own, or press Describe)" if has_model else "Caption (type your own)",
+        lines=3,
+        interactive=False,
+        max_lines=12,
     )
     with gr.Row():
-        page.describe = gr.Button("Describe", variant="primary")
-        page.describe_all = gr.Button("Describe all")
+        page.describe = gr.Button("Describe", variant="primary", interactive=has_model)
+        page.describe_all = gr.Button("Describe all", interactive=has_model)
 
 
 def wire(page: Page) -> None:

@@ -135,3 +135,25 @@ def gar_app_server(tiny_gar):
     server = RunningApp(Services(segmenter=GrabCutSegmenter(), gar=tiny_gar))
     yield server
     server.close()
+
+
+@pytest.fixture(scope="session")
+def slow_app(tiny_gar_dir):
+    """The app with its own tiny GAR whose every step takes 40 ms, so streaming can be watched."""
+    import time
+
+    from gar_app.model import load_gar
+    from gar_app.segment import GrabCutSegmenter
+    from gar_app.workspace import Services
+
+    gar = load_gar(tiny_gar_dir, device="cpu", dtype="fp32")
+    forward = gar.model.forward
+
+    def slow_forward(*args, **kwargs):
+        time.sleep(0.04)
+        return forward(*args, **kwargs)
+
+    gar.model.forward = slow_forward
+    server = RunningApp(Services(segmenter=GrabCutSegmenter(), gar=gar))
+    yield server
+    server.close()

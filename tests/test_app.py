@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -180,3 +181,34 @@ def test_scribble_and_mask_upload_through_the_api(gar_app_server, tmp_path):
     assert rows[0]["source"] == "mask" and rows[0]["area"] == f"{60 * 60:,}"
     document = exported(client)
     assert np.array_equal(document.regions[0].mask, mask > 0)
+
+
+def test_stop_ends_the_answer_and_keeps_it(slow_app):
+    client = slow_app.client()
+    client.predict(handle_file(CAT), api_name="/load_image")
+    client.predict("Include point", 200, 130, api_name="/mark")
+    job = client.submit("Describe <Prompt0> at length.", *decoding(2048), api_name="/ask")
+    deadline = time.time() + 60
+    while time.time() < deadline and not any(u[0] and u[0][-1]["role"] == "assistant" for u in job.outputs()):
+        time.sleep(0.05)
+    started = time.time()
+    client.predict(api_name="/stop")
+    job.result(timeout=60)
+    assert time.time() - started < 10, "Stop ends generation within a few steps, not after 2048 tokens"
+    answer = exported(client).dialogue[-1]
+    assert answer.role == "assistant" and answer.text, "what was generated before Stop is kept"
+    follow_up = client.predict("And now?", *decoding(), api_name="/ask")[0]
+    assert len(follow_up) == 4, "the conversation goes on after a stop"
+
+
+def test_video_frame_becomes_the_image_and_the_export_says_so(gar_app_server):
+    clip = REPO / "assets" / "examples" / "photo_tour.webm"
+    client = gar_app_server.client()
+    frame_slider, _preview = client.predict(handle_file(str(clip)), api_name="/load_video")
+    assert frame_slider["maximum"] >= 10
+    client.predict(handle_file(str(clip)), 12, api_name="/use_frame")
+    client.predict("Include point", 160, 120, api_name="/mark")
+    document = exported(client)
+    assert document.video.name == "photo_tour.webm" and document.video.frame_index == 12
+    assert document.video.time_s == pytest.approx(12 / 8, abs=1e-3)
+    assert (document.image.width, document.image.height) == (320, 240)

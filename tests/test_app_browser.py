@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import REPO, RunningApp
+from conftest import REPO
 from PIL import Image
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -27,26 +27,6 @@ pytestmark = [
     pytest.mark.browser,
     pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="chromium is not installed (make test installs it)"),
 ]
-
-
-@pytest.fixture(scope="module")
-def slow_app(tiny_gar_dir):
-    """The app with its own tiny GAR whose every step takes 40 ms, so streaming can be watched."""
-    from gar_app.model import load_gar
-    from gar_app.segment import GrabCutSegmenter
-    from gar_app.workspace import Services
-
-    gar = load_gar(tiny_gar_dir, device="cpu", dtype="fp32")
-    forward = gar.model.forward
-
-    def slow_forward(*args, **kwargs):
-        time.sleep(0.04)
-        return forward(*args, **kwargs)
-
-    gar.model.forward = slow_forward
-    server = RunningApp(Services(segmenter=GrabCutSegmenter(), gar=gar))
-    yield server
-    server.close()
 
 
 @pytest.fixture()
