@@ -114,3 +114,24 @@ def test_bad_upload_shows_a_message(page, tmp_path):
     notice.wait_for(timeout=30_000)
     page.screenshot(path=str(ARTIFACTS / "5-bad-upload.png"), full_page=True)
     assert "Traceback" not in page.content()
+
+
+def test_scribble_with_the_brush_makes_a_region(page):
+    page.locator("#gar-canvas").locator("..").locator("button:has(img)").nth(3).click()  # the coffee cup
+    page.wait_for_function("document.querySelector('#gar-canvas img') !== null")
+    page.get_by_label("Scribble").check()
+    page.get_by_role("button", name="Segment the scribble").wait_for()
+    page.wait_for_timeout(1500)
+    drawing = page.locator("canvas").first
+    box = drawing.bounding_box()
+    x, y = box["x"] + box["width"] * 0.35, box["y"] + box["height"] * 0.45
+    page.mouse.move(x, y)
+    page.mouse.down()
+    for step in range(20):
+        page.mouse.move(x + step * 6, y + (step % 5) * 3)
+    page.mouse.up()
+    page.get_by_role("button", name="Segment the scribble").click()
+    page.get_by_text("from scribble").wait_for(timeout=30_000)
+    page.screenshot(path=str(ARTIFACTS / "6-scribble.png"), full_page=True)
+    assert page.locator(".gar-region-row").count() == 1
+    assert "scribble" in page.locator(".gar-region-row").first.inner_text()

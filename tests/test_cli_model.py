@@ -132,3 +132,28 @@ def test_offline_default_model_says_how_to_point_at_a_folder(capsys, inputs, mon
     code, _out, err = run_cli(capsys, "describe", "--image", inputs["image"], "--mask", inputs["mask"], *FAST)
     assert code == 2
     assert "cannot fetch HaochenWang/GAR-1B" in err and "--model DIR" in err
+
+
+def test_tiny_gar_command_writes_a_loadable_checkpoint(capsys, tmp_path):
+    from gar_app.model import load_gar
+
+    code, out, _err = run_cli(capsys, "tiny", "gar", tmp_path / "tiny", "--prompt-numbers", "3", "--max-num-tiles", "4")
+    assert code == 0 and out.strip() == str(tmp_path / "tiny")
+    files = {p.name for p in (tmp_path / "tiny").iterdir()}
+    assert {"config.json", "model.safetensors", "tokenizer.json", "preprocessor_config.json"} <= files
+    assert sum(p.stat().st_size for p in (tmp_path / "tiny").iterdir()) < 5_000_000
+    gar = load_gar(tmp_path / "tiny", device="cpu")
+    assert gar.prompt_numbers == 3
+    assert gar.processor.tokenizer.convert_tokens_to_ids("<Prompt2>") >= gar.processor.tokenizer.convert_tokens_to_ids(
+        "<|eot_id|>"
+    ), "region tokens come after the base vocabulary"
+
+
+def test_app_command_line_options():
+    result = subprocess.run(
+        [sys.executable, "app.py", "--help"], capture_output=True, text=True, cwd=REPO, timeout=120,
+        env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"},
+    )
+    assert result.returncode == 0
+    for option in ("--model", "--sam", "--device", "--host", "--port", "--share", "--no-model"):
+        assert option in result.stdout
