@@ -46,6 +46,18 @@ def tiny_gar(tiny_gar_dir):
     return load_gar(tiny_gar_dir, device="cpu", dtype="fp32")
 
 
+def eval_cli(argv: list[str]) -> int:
+    """``gar-app eval ...`` with errors raised (``gar_app.cli.main`` would print them as one line)."""
+    import argparse
+
+    from gar_app.eval.cli import add_eval
+
+    parser = argparse.ArgumentParser(prog="gar-app")
+    add_eval(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    return args.run(args)
+
+
 def garbench_items(split: str = "vqa") -> list[dict]:
     """Items of the shared GARBench sample (vqa / simple / detailed), skipping when absent."""
     import json

@@ -6,7 +6,6 @@ checkpoint end to end once ``gar_app.model`` exists.
 
 from __future__ import annotations
 
-import argparse
 import json
 import subprocess
 import sys
@@ -15,9 +14,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import eval_cli, shared_data
 
 from gar_app.errors import InputError
-from gar_app.eval.cli import add_eval
 from gar_app.eval.garbench import (
     DETAILED_PROMPT,
     build_prompt,
@@ -37,17 +36,7 @@ UNSUPPORTED_AT_5 = {"vqa_340": 7, "vqa_375": 6, "vqa_408": 9}
 
 
 def sample(split: str = "vqa") -> Path:
-    path = GARBENCH / f"{split}_sample.json"
-    if not path.is_file():
-        pytest.skip(f"shared GARBench sample not found: {path}")
-    return path
-
-
-def eval_cli(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="gar-app")
-    add_eval(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    return args.run(args)
+    return shared_data("garbench", f"{split}_sample.json")
 
 
 class Recorder:

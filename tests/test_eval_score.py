@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
 import pytest
+from conftest import eval_cli, shared_data
 
 from gar_app.errors import GarAppError, InputError
-from gar_app.eval.cli import add_eval
 from gar_app.eval.scoring import format_vqa, score_vqa, vqa_json
 
 GARBENCH = Path(__file__).resolve().parents[2] / "shared" / "data" / "garbench"
@@ -25,18 +24,7 @@ GAR_1B_BY_TYPE = {
 
 
 def official(name: str) -> Path:
-    path = GARBENCH / name
-    if not path.is_file():
-        pytest.skip(f"shared GARBench data not found: {path}")
-    return path
-
-
-def eval_cli(argv: list[str]) -> int:
-    """The ``eval`` command on its own parser (``gar_app.cli`` also needs the other commands)."""
-    parser = argparse.ArgumentParser(prog="gar-app")
-    add_eval(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    return args.run(args)
+    return shared_data("garbench", name)
 
 
 def test_gar_1b_official_predictions_give_the_paper_table(capsys):
