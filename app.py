@@ -85,6 +85,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", 7860)))
     parser.add_argument("--share", action="store_true", help="also serve through a public gradio.live link")
     parser.add_argument("--concurrency", type=int, default=4, help="sessions served at once (model calls: 1)")
+    parser.add_argument("--max-live-chats", type=int, default=8,
+                        help="conversations that keep their KV cache between turns (the rest recompute)")
     return parser.parse_args(argv)
 
 
@@ -94,6 +96,7 @@ def main(argv: list[str] | None = None) -> None:
     services = load_services(
         None if args.no_model else args.model, args.sam, args.device, args.dtype, not args.no_sam_download
     )
+    services.max_live_chats = args.max_live_chats
     print(status.status_text(services).replace("**", ""), file=sys.stderr, flush=True)
     demo = build_demo(services)
     demo.queue(default_concurrency_limit=args.concurrency)

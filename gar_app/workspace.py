@@ -8,6 +8,8 @@ method call here, so all behaviour can be tested without a browser. Heavy, share
 from __future__ import annotations
 
 import threading
+import weakref
+from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -35,7 +37,10 @@ class Services:
     segmenter: Segmenter
     gar: object | None = None  # gar_app.model.Gar
     gar_problem: str | None = None  # why there is no model, shown to people
+    max_live_chats: int = 8  # conversations that keep their KV cache (GPU memory) between turns
     segment_lock: threading.Lock = field(default_factory=threading.Lock)
+    _live: OrderedDict = field(default_factory=OrderedDict)
+    _live_lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
     def prompt_numbers(self) -> int | None:
@@ -44,6 +49,19 @@ class Services:
     @property
     def model_id(self) -> str | None:
         return None if self.gar is None else self.gar.model_id
+
+    def keep_warm(self, chat) -> None:
+        """Mark a conversation as just used; the least recently used beyond the limit give
+        their caches back (their next turn recomputes them), so many idle users cannot fill
+        the GPU with KV caches."""
+        with self._live_lock:
+            self._live.pop(id(chat), None)
+            self._live[id(chat)] = weakref.ref(chat)
+            while len(self._live) > self.max_live_chats:
+                _key, ref = self._live.popitem(last=False)
+                old = ref()
+                if old is not None:
+                    old.release_cache()
 
     def segment(self, image: Image.Image, prompt: Prompt) -> np.ndarray:
         """A mask from marks; the lock keeps two users' clicks from mixing SAM's image state."""
@@ -267,6 +285,7 @@ class Workspace:
         finally:
             answer.text = session.turns[-1].text if session.turns else text
             answer.time = export.utc_now()
+            self.services.keep_warm(session)
 
     # -- export --------------------------------------------------------------------------
 

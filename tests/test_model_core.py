@@ -196,3 +196,15 @@ def test_bad_questions_are_clear_errors(tiny_gar, demo3, question, message):
     with pytest.raises(InputError, match=message):
         session.ask(question, SHORT)
     assert session.turns == []  # nothing half-recorded
+
+
+def test_a_released_cache_is_rebuilt_with_the_same_answers(tiny_gar64, demo3):
+    image, masks = demo3
+    questions = ["What is <Prompt0>?", "And <Prompt2>?", "Which is bigger, <Prompt0> or <Prompt2>?"]
+    released = tiny_gar64.chat(image, masks)
+    scratch = tiny_gar64.chat(image, masks, reuse_cache=False)
+    for question in questions:
+        assert released.ask(question, SHORT) == scratch.ask(question, SHORT)
+        released.release_cache()
+        assert not released.holds_cache
+    assert released.vision_encodings == len(questions)

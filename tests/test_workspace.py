@@ -152,3 +152,15 @@ def test_annotation_mode_without_a_model():
         list(ws.stream_answer("What is <Prompt0>?"))
     document = ws.document()
     assert document.regions[0].caption == "typed by hand" and document.dialogue == []
+
+
+def test_only_the_most_recent_conversations_keep_their_cache(tiny_gar):
+    services = Services(segmenter=GrabCutSegmenter(), gar=tiny_gar, max_live_chats=2)
+    people = [Workspace(services) for _ in range(3)]
+    for ws in people:
+        ws.set_image(scene(), name="scene.png")
+        ws.add_point(45, 50)
+        list(ws.stream_answer("What is <Prompt0>?", SHORT))
+    assert [ws.chat.holds_cache for ws in people] == [False, True, True]
+    list(people[0].stream_answer("And again <Prompt0>?", SHORT))  # recomputed, then kept
+    assert [ws.chat.holds_cache for ws in people] == [True, False, True]

@@ -181,21 +181,33 @@ class ChatSession:
         return {k: normalised_box(self.masks[k]) for k in self._introduced}
 
     def _prefill_inputs(self, new_ids: torch.Tensor, first: bool) -> torch.Tensor:
-        """Embeddings to feed before decoding: the new tokens, or (no cache reuse) everything."""
-        if not self.reuse_cache and not first:  # from scratch: tile and encode the image again
+        """Embeddings to feed before decoding: the new tokens, or everything when there is no
+        cache to extend (``reuse_cache=False``, or the cache was released)."""
+        rebuild = not first and (not self.reuse_cache or self._cache is None)
+        if rebuild and not self.reuse_cache:  # from scratch: tile the image again too
             self._image_inputs = self.gar.processor.image_inputs(self.image, self._map_regions)
-        if not self.reuse_cache or first:
+        if first or rebuild:
             self._encode_vision()
-        if not self.reuse_cache:
+        if rebuild:
             self._cache = None
             ids = torch.tensor([self._ids], dtype=torch.long)
-            features = self._features
         else:
             ids = torch.tensor([self._pending + new_ids[0].tolist()], dtype=torch.long)
-            features = self._features if first else None
         self._pending = []
+        features = self._features if first or rebuild else None
         with self.gar.lock:
             return self.gar.model.embed(ids, features, self._feature_map, self._boxes())
+
+    def release_cache(self) -> None:
+        """Free the KV cache and vision features (GPU memory); the next turn recomputes them."""
+        self._cache = None
+        self._features = None
+        self._feature_map = None
+        self._pending = []
+
+    @property
+    def holds_cache(self) -> bool:
+        return self._cache is not None
 
     def _generate(
         self,
