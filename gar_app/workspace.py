@@ -17,7 +17,7 @@ import numpy as np
 from PIL import Image
 
 from gar_app import export
-from gar_app.errors import GarAppError, InputError
+from gar_app.errors import InputError
 from gar_app.images import load_image, load_mask
 from gar_app.model.generation import GenerationSettings
 from gar_app.model.processing import referenced_regions
@@ -338,10 +338,3 @@ class Workspace:
         self.corner = None
         self._end_chat()
 
-
-def safe(action, *args, **kwargs):
-    """Run an action, turning a user-caused error into its message (for the UI)."""
-    try:
-        return action(*args, **kwargs), None
-    except GarAppError as error:
-        return None, str(error)

@@ -208,3 +208,22 @@ def test_a_released_cache_is_rebuilt_with_the_same_answers(tiny_gar64, demo3):
         released.release_cache()
         assert not released.holds_cache
     assert released.vision_encodings == len(questions)
+
+
+def test_a_failure_before_decoding_leaves_the_conversation_as_it_was(tiny_gar, demo3, monkeypatch):
+    image, masks = demo3
+    session = tiny_gar.chat(image, masks)
+    first = session.ask("What is <Prompt0>?", SHORT)
+    ids = list(session._ids)
+
+    def out_of_memory(*args, **kwargs):
+        raise RuntimeError("CUDA out of memory (simulated)")
+
+    monkeypatch.setattr(tiny_gar.model, "embed", out_of_memory)
+    with pytest.raises(RuntimeError, match="out of memory"):
+        session.ask("And <Prompt2>?", SHORT)
+    monkeypatch.undo()
+    assert session._ids == ids and len(session.turns) == 2 and session._introduced == [0]
+    again = tiny_gar.chat(image, masks)
+    assert again.ask("What is <Prompt0>?", SHORT) == first
+    assert session.ask("And <Prompt2>?", SHORT) == again.ask("And <Prompt2>?", SHORT)

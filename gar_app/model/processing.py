@@ -102,9 +102,9 @@ class ImageInputs:
 
 
 def _read_chat_template(folder: Path, tokenizer: PreTrainedTokenizerBase) -> str:
-    for name in ("chat_template.jinja",):
-        if (folder / name).is_file():
-            return (folder / name).read_text()
+    """The checkpoint's chat template, wherever this transformers generation saved it."""
+    if (folder / "chat_template.jinja").is_file():
+        return (folder / "chat_template.jinja").read_text()
     for name in ("chat_template.json", "processor_config.json"):
         path = folder / name
         if path.is_file():

@@ -123,10 +123,6 @@ class ChatSession:
             prompt = follow_up_prompt(text, {k: processor.region_run(k) for k in new})
         yield from self._turn(question, prompt, indices, settings, stop)
 
-    @property
-    def history(self) -> list[Turn]:
-        return list(self.turns)
-
     # -- checks ---------------------------------------------------------------------------
 
     def _check_regions(self, indices: Sequence[int]) -> None:
@@ -161,12 +157,20 @@ class ChatSession:
             new_ids = processor.encode(processor.first_turn_text(prompt), self._image_inputs.num_tiles)
         else:
             new_ids = processor.encode(processor.next_turn_text(prompt))
+        saved = (len(self._ids), list(self._introduced), list(self._pending))
         self._introduced += [k for k in indices if k not in self._introduced]
-        self.turns.append(Turn("user", shown, [tag(k) for k in indices]))
         self._ids += new_ids[0].tolist()  # (pending tokens are already in _ids, just not in the cache)
+        try:
+            step_inputs = self._prefill_inputs(new_ids, first)
+        except BaseException:  # e.g. out of GPU memory: leave the conversation as it was
+            length, self._introduced, self._pending = saved
+            del self._ids[length:]
+            if first:
+                self._image_inputs = self._features = self._feature_map = None
+            raise
+        self.turns.append(Turn("user", shown, [tag(k) for k in indices]))
         answer = Turn("assistant", "", settings=settings.to_dict())
         self.turns.append(answer)
-        step_inputs = self._prefill_inputs(new_ids, first)
         yield from self._generate(step_inputs, settings, answer, stop)
 
     def _encode_vision(self) -> None:
