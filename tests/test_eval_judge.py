@@ -20,7 +20,6 @@ from gar_app.eval.cli import add_eval
 from gar_app.eval.judge import JudgeClient, JudgeError, endpoint, judge_records, parse_verdict
 
 # pycocotools decode calls np.array(copy=False), deprecated under numpy 2; not ours to fix
-pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:pycocotools.mask")
 
 
 class FakeJudge:

@@ -28,7 +28,6 @@ from gar_app.eval.garbench import (
 )
 
 # pycocotools decode calls np.array(copy=False), deprecated under numpy 2; not ours to fix
-pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:pycocotools.mask")
 
 ROOT = Path(__file__).resolve().parents[1]
 GARBENCH = ROOT.parent / "shared" / "data" / "garbench"

@@ -92,7 +92,6 @@ def test_bad_rle_is_refused(rle, message):
         rle_to_mask(rle)
 
 
-@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # pycocotools' decode under numpy 2
 def test_garbench_rles_decode_like_pycocotools():
     if not GARBENCH.is_dir():
         pytest.skip(f"shared GARBench sample not found at {GARBENCH}")
