@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import socket
 import threading
@@ -12,14 +11,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import eval_cli
 from PIL import Image
 from pycocotools import mask as mask_utils
 
 from gar_app.errors import GarAppError, InputError
-from gar_app.eval.cli import add_eval
 from gar_app.eval.judge import JudgeClient, JudgeError, endpoint, judge_records, parse_verdict
-
-# pycocotools decode calls np.array(copy=False), deprecated under numpy 2; not ours to fix
 
 
 class FakeJudge:
@@ -270,13 +267,6 @@ def test_a_judge_that_is_down_stops_after_errors_in_a_row(fake_judge, images):
             progress=False,
             max_errors_in_a_row=3,
         )
-
-
-def eval_cli(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="gar-app")
-    add_eval(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    return args.run(args)
 
 
 def test_cli_scores_judged_items_and_reports_errors_and_unsupported(
