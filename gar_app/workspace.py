@@ -337,4 +337,20 @@ class Workspace:
         self.current = None
         self.corner = None
         self._end_chat()
+        self._resume_chat()
+
+    def _resume_chat(self) -> None:
+        """Give the model the imported dialogue, so the next question continues it."""
+        exchanges = [
+            (question.text, answer.text)
+            for question, answer in zip(self.dialogue, self.dialogue[1:], strict=False)
+            if question.role == "user" and answer.role == "assistant"
+        ]
+        if self.services.gar is None or not exchanges:
+            return
+        session = self._chat_session()
+        try:
+            session.replay(exchanges)
+        except InputError:  # e.g. a question about a region the file no longer has: start afresh
+            self._end_chat()
 

@@ -227,3 +227,28 @@ def test_a_failure_before_decoding_leaves_the_conversation_as_it_was(tiny_gar, d
     again = tiny_gar.chat(image, masks)
     assert again.ask("What is <Prompt0>?", SHORT) == first
     assert session.ask("And <Prompt2>?", SHORT) == again.ask("And <Prompt2>?", SHORT)
+
+
+def test_replayed_history_is_what_the_next_turn_sees(tiny_gar64, demo3):
+    image, masks = demo3
+    original = tiny_gar64.chat(image, masks)
+    exchanges = [(q, original.ask(q, SHORT)) for q in ("What is <Prompt0>?", "Is <Prompt2> near it?")]
+
+    replayed = tiny_gar64.chat(image, masks)
+    replayed.replay(exchanges)
+    assert [t.text for t in replayed.turns] == [text for pair in exchanges for text in pair]
+    assert replayed.vision_encodings == 0 and not replayed.holds_cache
+    processor = tiny_gar64.processor
+    tiles = processor.image_inputs(image, {0: masks[0]}).num_tiles
+    first_prompt = processor.encode(
+        processor.first_turn_text(question_prompt("What is <Prompt0>?", {0: processor.region_run(0)})), tiles
+    )[0].tolist()
+    assert replayed._ids[: len(first_prompt)] == first_prompt == original._ids[: len(first_prompt)]
+
+    reference = tiny_gar64.chat(image, masks, reuse_cache=False)
+    reference.replay(exchanges)
+    question = "Which of <Prompt0> and <Prompt2> is larger?"
+    history = len(replayed._ids)
+    assert replayed.ask(question, SHORT) == reference.ask(question, SHORT)
+    assert replayed.vision_encodings == 1 and replayed.holds_cache
+    assert replayed._cache.get_seq_length() > history, "the whole history went into the model"

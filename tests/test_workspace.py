@@ -164,3 +164,17 @@ def test_only_the_most_recent_conversations_keep_their_cache(tiny_gar):
     assert [ws.chat.holds_cache for ws in people] == [False, True, True]
     list(people[0].stream_answer("And again <Prompt0>?", SHORT))  # recomputed, then kept
     assert [ws.chat.holds_cache for ws in people] == [True, False, True]
+
+
+def test_an_imported_dialogue_continues(ws, tiny_gar):
+    ws.add_point(45, 50)
+    list(ws.stream_answer("What is <Prompt0>?", SHORT))
+    list(ws.stream_answer("Is <Prompt0> round?", SHORT))
+    document = export.from_json(export.to_json(ws.document()))
+
+    other = Workspace(Services(segmenter=GrabCutSegmenter(), gar=tiny_gar))
+    other.set_image(scene(), name="scene.png")
+    other.restore(document)
+    assert other.chat is not None and [t.text for t in other.chat.turns] == [t.text for t in document.dialogue]
+    list(other.stream_answer("And its colour?", SHORT))
+    assert len(other.dialogue) == 6 and len(other.chat.turns) == 6

@@ -109,6 +109,27 @@ class ChatSession:
         self, question: str, settings: GenerationSettings | None = None, stop: threading.Event | None = None
     ) -> Iterator[str]:
         """Stream the answer to ``question``, piece by piece, as the model generates it."""
+        prompt, indices = self._question_prompt(question)
+        yield from self._turn(question.strip(), prompt, indices, settings, stop)
+
+    def replay(self, exchanges: Sequence[tuple[str, str]]) -> None:
+        """Rebuild an earlier conversation (e.g. from an export) without generating.
+
+        The answers are taken as given; the next question computes the image and the whole
+        history once, then the conversation goes on with its cache as usual.
+        """
+        for question, answer in exchanges:
+            prompt, indices = self._question_prompt(question)
+            new_ids = self._turn_ids(prompt, indices)
+            self._introduced += [k for k in indices if k not in self._introduced]
+            answer_ids = self.gar.processor.tokenizer(answer.strip(), add_special_tokens=False)["input_ids"]
+            self._ids += new_ids[0].tolist() + answer_ids
+            self.turns.append(Turn("user", question.strip(), [tag(k) for k in indices]))
+            self.turns.append(Turn("assistant", answer.strip(), finished=time.time()))
+        self.release_cache()
+
+    def _question_prompt(self, question: str) -> tuple[str, list[int]]:
+        """GAR's prompt for a question: the first turn lists the regions, later ones add new ones."""
         question = question.strip()
         if not question:
             raise InputError("the question is empty")
@@ -117,11 +138,9 @@ class ChatSession:
         processor = self.gar.processor
         text = processor.sanitise(question)
         if not self.turns:
-            prompt = question_prompt(text, {k: processor.region_run(k) for k in indices})
-        else:
-            new = [k for k in indices if k not in self._introduced]
-            prompt = follow_up_prompt(text, {k: processor.region_run(k) for k in new})
-        yield from self._turn(question, prompt, indices, settings, stop)
+            return question_prompt(text, {k: processor.region_run(k) for k in indices}), indices
+        new = [k for k in indices if k not in self._introduced]
+        return follow_up_prompt(text, {k: processor.region_run(k) for k in new}), indices
 
     # -- checks ---------------------------------------------------------------------------
 
@@ -150,13 +169,7 @@ class ChatSession:
     ) -> Iterator[str]:
         settings = settings or GenerationSettings()
         first = not self.turns
-        processor = self.gar.processor
-        if first:
-            self._map_regions = {k: self.masks[k] for k in indices}
-            self._image_inputs = processor.image_inputs(self.image, self._map_regions)
-            new_ids = processor.encode(processor.first_turn_text(prompt), self._image_inputs.num_tiles)
-        else:
-            new_ids = processor.encode(processor.next_turn_text(prompt))
+        new_ids = self._turn_ids(prompt, indices)
         saved = (len(self._ids), list(self._introduced), list(self._pending))
         self._introduced += [k for k in indices if k not in self._introduced]
         self._ids += new_ids[0].tolist()  # (pending tokens are already in _ids, just not in the cache)
@@ -172,6 +185,15 @@ class ChatSession:
         answer = Turn("assistant", "", settings=settings.to_dict())
         self.turns.append(answer)
         yield from self._generate(step_inputs, settings, answer, stop)
+
+    def _turn_ids(self, prompt: str, indices: Sequence[int]) -> torch.Tensor:
+        """Token ids of a user turn; the first one also fixes the image's region map."""
+        processor = self.gar.processor
+        if self.turns:
+            return processor.encode(processor.next_turn_text(prompt))
+        self._map_regions = {k: self.masks[k] for k in indices}
+        self._image_inputs = processor.image_inputs(self.image, self._map_regions)
+        return processor.encode(processor.first_turn_text(prompt), self._image_inputs.num_tiles)
 
     def _encode_vision(self) -> None:
         inputs = self._image_inputs
