@@ -32,7 +32,8 @@ ROWS_CSS = """
 .gar-region-row.gar-selected { border: 2px solid var(--color-accent); }
 .gar-chip { border: none; border-radius: 12px; padding: 2px 10px; font-weight: 700; cursor: copy; }
 .gar-region-meta { margin-left: 8px; opacity: 0.75; font-size: 0.9em; }
-.gar-region-caption { margin-top: 4px; font-size: 0.92em; white-space: pre-wrap; }
+.gar-region-caption { margin-top: 4px; font-size: 0.92em; white-space: pre-wrap; overflow-wrap: anywhere;
+                      display: -webkit-box; -webkit-line-clamp: 4; -webkit-box-orient: vertical; overflow: hidden; }
 .gar-empty { opacity: 0.7; }
 """
 ROWS_JS = """

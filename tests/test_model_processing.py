@@ -134,3 +134,10 @@ def test_user_text_cannot_inject_placeholders(processor):
     crop = processor.region_run(0)
     text = processor.sanitise(f"look {image_token} at {crop} this")
     assert image_token not in text and crop not in text
+
+
+def test_answers_hide_control_tokens_but_keep_region_tags(processor):
+    tokenizer = processor.tokenizer
+    ids = tokenizer("<|start_header_id|>A cup<|eot_id|> next to <Prompt1>.<|reserved_special_token_2|>",
+                    add_special_tokens=False)["input_ids"]
+    assert processor.decode(ids) == "A cup next to <Prompt1>."

@@ -280,3 +280,18 @@ def test_a_named_checkpoint_that_is_missing_is_an_error(monkeypatch, tmp_path):
     monkeypatch.setenv("GAR_APP_SAM_CHECKPOINT", str(tmp_path / "gone.pth"))
     with pytest.raises(CheckpointError, match="GAR_APP_SAM_CHECKPOINT"):
         load_segmenter(device="cpu")
+
+
+def test_a_box_cut_that_collapses_returns_the_box():
+    """A box over flag and suit on the astronaut photo: GrabCut alone keeps ~100 pixels of the
+    box's 33,000, a speck nobody can use; the box itself is the honest answer (score 0)."""
+    from pathlib import Path
+
+    from gar_app.segment import GrabCutSegmenter
+
+    segmenter = GrabCutSegmenter()
+    segmenter.set_image(Path(__file__).resolve().parents[1] / "assets" / "examples" / "astronaut.jpg")
+    result = segmenter.segment(box=[25.6, 25.6, 153.6, 281.6])
+    inside = result.mask[25:282, 25:154]  # the box covers the pixels it touches
+    assert inside.mean() >= 0.02 and result.mask.sum() == inside.sum()
+    assert result.score == 0.0

@@ -138,9 +138,11 @@ class GarProcessor:
             tokenizer.convert_ids_to_tokens(i) for i in config.crop_tokens_ids
         }
         self._turn_end = self._assistant_turn_end()
-        # Control tokens are hidden from answers, but region tags like <Prompt1> are words of the answer.
+        # Control tokens (every special added token: headers, reserved ids...) are hidden from
+        # answers, but region tags like <Prompt1> are words of the answer.
         tags = set(tokenizer.convert_tokens_to_ids([tag(k) for k in range(self.prompt_numbers)] + ["<NO_Prompt>"]))
-        self._hidden_ids = set(tokenizer.all_special_ids) - tags
+        special = {i for i, token in tokenizer.added_tokens_decoder.items() if token.special}
+        self._hidden_ids = (special | set(tokenizer.all_special_ids)) - tags
 
     @classmethod
     def from_pretrained(cls, folder: str | Path, config: GarConfig, tokens_per_tile: int) -> GarProcessor:

@@ -26,6 +26,10 @@ SEED_RADIUS = 2  # working pixels around each click that are certainly (not) the
 PRIOR_REACH = 0.125
 
 
+# A box cut that keeps less than this share of the box found no object: the box is a better answer.
+COLLAPSED = 0.02
+
+
 class GrabCutSegmenter(Segmenter):
     """GrabCut fallback; ``reason`` says why SAM is not in use and ends up in ``name``."""
 
@@ -55,6 +59,8 @@ class GrabCutSegmenter(Segmenter):
         allowed = _allowed(prompt)
         if allowed is not None:
             mask &= allowed
+            if mask.sum() < COLLAPSED * allowed.sum():  # the cut collapsed to a speck inside the box
+                return SegmentResult(allowed, 0.0)
         if mask.any():
             return SegmentResult(mask, 1.0)  # GrabCut has no quality estimate of its own
         # Nothing stood out (e.g. a flat image): the marks themselves are the best answer,
