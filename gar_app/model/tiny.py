@@ -47,20 +47,22 @@ _CORPUS = [
 
 
 def _ascii_byte_alphabet() -> list[str]:
-    """The byte-level BPE symbols of the 128 ASCII bytes (GPT-2's byte-to-unicode mapping).
+    """Byte-level BPE symbols of printable ASCII, space, tab and newline (GPT-2's byte mapping).
 
-    Leaving out bytes >= 128 means every token decodes to valid text, so a random model's
-    answers stream as readable pieces instead of broken UTF-8.
+    Without bytes >= 128 and control bytes, every token decodes to plain readable text, so a
+    random model's answers stream as visible pieces instead of broken UTF-8.
     """
     printable = set(range(ord("!"), ord("~") + 1))
-    symbols, shifted = [], 0
-    for byte in range(128):
-        if byte in printable:
-            symbols.append(chr(byte))
+    mapped = {}
+    shifted = 0
+    for byte in range(256):  # non-printable bytes map to 256, 257, ... in byte order
+        if byte in printable or 161 <= byte <= 172 or 174 <= byte <= 255:
+            mapped[byte] = chr(byte)
         else:
-            symbols.append(chr(256 + shifted))
+            mapped[byte] = chr(256 + shifted)
             shifted += 1
-    return symbols
+    keep = sorted(printable | {ord(" "), ord("\t"), ord("\n")})
+    return [mapped[byte] for byte in keep]
 
 
 def _tokenizer(prompt_numbers: int, base_vocab: int) -> PreTrainedTokenizerFast:
