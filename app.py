@@ -57,6 +57,7 @@ def build_demo(services: Services) -> gr.Blocks:
                     "answer questions about them. Regions are `<Prompt0>` (red), `<Prompt1>` (green), "
                     "`<Prompt2>` (blue), …")
         status.build(page, services)
+        page.notice = gr.Markdown("", elem_classes=["gar-notice-area"])
         with gr.Row(equal_height=False):
             with gr.Column(scale=3):
                 with gr.Tab("Image"):

@@ -9,6 +9,7 @@ import numpy as np
 
 from components.common import payload_path, ui_action
 from components.page import Page, as_outputs, refresh_regions
+from gar_app.errors import InputError
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets" / "examples"
 INCLUDE, EXCLUDE, BOX, SCRIBBLE, MASK = "Include point", "Exclude point", "Box (two clicks)", "Scribble", "Upload mask"
@@ -69,14 +70,14 @@ def _mark(ws, tool: str, x: float, y: float):
         ws.box_click(x, y)
     else:
         ws.require_image()
-        raise gr.Error(f"With the {tool} tool, use the panel below the tools instead of clicking the image.")
+        raise InputError(f"With the {tool} tool, use the panel below the tools instead of clicking the image.")
     return ws
 
 
 def wire(page: Page) -> None:
-    outputs = page.region_outputs
+    outputs = page.outputs()
 
-    @ui_action
+    @ui_action(page, restore=True)
     def on_image_uploaded(state, upload):
         ws = page.workspace(state)
         path = payload_path(upload)
@@ -86,18 +87,18 @@ def wire(page: Page) -> None:
         ws.set_image(path, name=name or Path(path).name)
         return as_outputs(page, refresh_regions(ws) | {"chatbot": []})
 
-    @ui_action
+    @ui_action(page)
     def on_canvas_clicked(state, tool, evt: gr.SelectData):
         ws = page.workspace(state)
         x, y = evt.index[0], evt.index[1]
         return as_outputs(page, refresh_regions(_mark(ws, tool, x, y)))
 
-    @ui_action
+    @ui_action(page)
     def on_point_marked(state, tool, x, y):
         ws = page.workspace(state)
         return as_outputs(page, refresh_regions(_mark(ws, tool, float(x), float(y))))
 
-    @ui_action
+    @ui_action(page)
     def on_new_region_clicked(state):
         ws = page.workspace(state)
         ws.require_image()
@@ -119,18 +120,18 @@ def wire(page: Page) -> None:
             page.canvas: ws.render() if ws.image is not None else gr.update(),
         }
 
-    @ui_action
+    @ui_action(page)
     def on_scribble_applied(state, drawing):
         ws = page.workspace(state)
         ws.require_image()
         layers = (drawing or {}).get("layers") or []
         strokes = [layer[..., 3] > 0 for layer in layers if layer is not None and layer.ndim == 3]
         if not strokes or not any(s.any() for s in strokes):
-            raise gr.Error("Paint over the object with the brush first, then press Segment the scribble.")
+            raise InputError("Paint over the object with the brush first, then press Segment the scribble.")
         ws.add_scribble(np.logical_or.reduce(strokes))
         return as_outputs(page, refresh_regions(ws))
 
-    @ui_action
+    @ui_action(page)
     def on_mask_uploaded(state, upload):
         ws = page.workspace(state)
         path = payload_path(upload)
@@ -139,7 +140,7 @@ def wire(page: Page) -> None:
         ws.add_mask(path)
         return as_outputs(page, refresh_regions(ws))
 
-    uploaded = {"fn": on_image_uploaded, "inputs": [page.state, page.canvas], "outputs": [*outputs, page.chatbot]}
+    uploaded = {"fn": on_image_uploaded, "inputs": [page.state, page.canvas], "outputs": page.outputs(page.chatbot)}
     page.canvas.upload(**uploaded, preprocess=False, api_name="load_image")
     page.examples.load_input_event.then(**uploaded, preprocess=False, api_visibility="private")
     page.canvas.select(on_canvas_clicked, [page.state, page.tool], outputs, api_visibility="private")

@@ -53,7 +53,7 @@ def build(page: Page) -> None:
 def wire(page: Page) -> None:
     settings_inputs = [page.sampling, page.temperature, page.top_p, page.max_new_tokens]
 
-    @ui_action
+    @ui_action(page)
     def on_question_sent(state, question, *settings):
         ws = page.workspace(state)
         ws.require_gar()
@@ -67,7 +67,7 @@ def wire(page: Page) -> None:
     def on_stop_clicked(state):
         page.workspace(state).stop.set()
 
-    @ui_action
+    @ui_action(page)
     def on_new_chat_clicked(state):
         ws = page.workspace(state)
         ws.new_conversation()
@@ -76,11 +76,13 @@ def wire(page: Page) -> None:
     sent = {
         "fn": on_gpu(on_question_sent),
         "inputs": [page.state, page.question, *settings_inputs],
-        "outputs": [page.state, page.chatbot, page.question],
+        "outputs": [page.state, page.chatbot, page.question, page.notice],
         "concurrency_limit": 1,
         "concurrency_id": "gar",
     }
     page.send.click(**sent, api_name="ask")
     page.question.submit(**sent, api_visibility="private")
     page.stop.click(on_stop_clicked, [page.state], None, queue=False, api_name="stop")
-    page.new_chat.click(on_new_chat_clicked, [page.state], [page.state, page.chatbot], api_name="new_conversation")
+    page.new_chat.click(
+        on_new_chat_clicked, [page.state], [page.state, page.chatbot, page.notice], api_name="new_conversation"
+    )

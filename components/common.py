@@ -8,6 +8,7 @@ import logging
 
 import gradio as gr
 
+from components.page import as_outputs, refresh_regions
 from gar_app.errors import GarAppError
 
 log = logging.getLogger("gar_app.ui")
@@ -37,43 +38,53 @@ def on_gpu(function):
     return spaces.GPU(duration=120)(function)
 
 
-def _user_error(error: Exception) -> gr.Error:
+def _message(error: Exception) -> str:
     if isinstance(error, GarAppError):
-        return gr.Error(str(error), title="Cannot do that", print_exception=False)
+        return str(error)
     log.exception("unexpected error in the UI")
-    return gr.Error(
+    return (
         f"Something went wrong ({type(error).__name__}: {error}). Your regions and chat are unchanged; "
-        "the details are in the server log.",
-        title="Unexpected problem",
-        print_exception=False,
+        "the details are in the server log."
     )
 
 
-def ui_action(function):
-    """Show user mistakes and surprises as a readable notice, never as a traceback.
+def ui_action(page, restore: bool = False):
+    """Turn user mistakes and surprises into a readable notice, never a traceback or a failed event.
 
-    The event fails, so its outputs (and the workspace shown) stay as they were.
+    On success the notice is cleared; on error it shows the message (and a toast), nothing
+    else changes, and with ``restore`` the canvas and region views are redrawn from the
+    workspace (e.g. after a broken upload replaced the picture in the browser). Handlers take
+    the session state first and return or yield ``{component: update}`` dicts.
     """
-    if inspect.isgeneratorfunction(function):
+
+    def failed(error: Exception, args) -> dict:
+        message = _message(error)
+        gr.Warning(message)
+        updates = {page.notice: f"⚠️ {message}"}
+        if restore and args:
+            updates |= as_outputs(page, refresh_regions(page.workspace(args[0])))
+        return updates
+
+    def decorate(function):
+        if inspect.isgeneratorfunction(function):
+
+            @functools.wraps(function)
+            def stream(*args, **kwargs):
+                try:
+                    for number, updates in enumerate(function(*args, **kwargs)):
+                        yield updates if number else {page.notice: "", **updates}
+                except Exception as error:
+                    yield failed(error, args)
+
+            return stream
 
         @functools.wraps(function)
-        def stream(*args, **kwargs):
+        def run(*args, **kwargs):
             try:
-                yield from function(*args, **kwargs)
-            except gr.Error:
-                raise
+                return {page.notice: "", **(function(*args, **kwargs) or {})}
             except Exception as error:
-                raise _user_error(error) from None
+                return failed(error, args)
 
-        return stream
+        return run
 
-    @functools.wraps(function)
-    def run(*args, **kwargs):
-        try:
-            return function(*args, **kwargs)
-        except gr.Error:
-            raise
-        except Exception as error:
-            raise _user_error(error) from None
-
-    return run
+    return decorate

@@ -11,6 +11,7 @@ import gradio as gr
 from components.common import payload_path, ui_action
 from components.page import Page, as_outputs, chat_messages, refresh_regions
 from gar_app import export
+from gar_app.errors import InputError
 
 
 def build(page: Page) -> None:
@@ -21,7 +22,7 @@ def build(page: Page) -> None:
 
 
 def wire(page: Page) -> None:
-    @ui_action
+    @ui_action(page)
     def on_export_clicked(state):
         ws = page.workspace(state)
         document = ws.document()
@@ -31,19 +32,19 @@ def wire(page: Page) -> None:
         session.write_text(export.to_json(document))
         training = folder / f"{stem}.train.json"
         training.write_text(json.dumps(export.to_training_records(document), indent=1, ensure_ascii=False))
-        return gr.update(value=[str(session), str(training)], visible=True)
+        return {page.export_files: gr.update(value=[str(session), str(training)], visible=True)}
 
-    @ui_action
+    @ui_action(page)
     def on_import_uploaded(state, file):
         ws = page.workspace(state)
         path = payload_path(file)
         if not path:
-            raise gr.Error("No file was uploaded.")
+            raise InputError("No file was uploaded.")
         ws.require_image()
         ws.restore(export.from_json(Path(path).read_bytes()))
         return as_outputs(page, refresh_regions(ws)) | {page.chatbot: chat_messages(ws)}
 
-    page.export.click(on_export_clicked, [page.state], [page.export_files], api_name="export")
+    page.export.click(on_export_clicked, [page.state], [page.export_files, page.notice], api_name="export")
     page.import_file.upload(
-        on_import_uploaded, [page.state, page.import_file], [*page.region_outputs, page.chatbot], api_name="import"
+        on_import_uploaded, [page.state, page.import_file], page.outputs(page.chatbot), api_name="import"
     )

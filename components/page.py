@@ -22,6 +22,7 @@ class Page:
     services: Services = None
     state: gr.State = None
     status: gr.Markdown = None
+    notice: gr.Markdown = None
     canvas: gr.Image = None
     tool: gr.Radio = None
     tool_hint: gr.Markdown = None
@@ -61,10 +62,10 @@ class Page:
         """This browser session's workspace, made on first use (gr.State must not deep-copy the model)."""
         return state if isinstance(state, Workspace) else Workspace(self.services)
 
-    @property
-    def region_outputs(self) -> list:
-        """What changes whenever the regions do."""
-        return [self.state, self.canvas, self.region_list, self.region_pick, self.caption, self.region_info]
+    def outputs(self, *extra) -> list:
+        """Outputs of an event that changes regions: their views, ``extra``, and the notice last."""
+        return [self.state, self.canvas, self.region_list, self.region_pick, self.caption, self.region_info,
+                *extra, self.notice]
 
 
 def colour_tags(text: str) -> str:

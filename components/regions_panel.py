@@ -7,6 +7,7 @@ import gradio as gr
 from components.chat import decoding_settings
 from components.common import on_gpu, ui_action
 from components.page import Page, as_outputs, refresh_regions
+from gar_app.errors import InputError
 
 ROWS = """
 <div class="gar-regions">
@@ -67,17 +68,17 @@ def build(page: Page) -> None:
 
 
 def wire(page: Page) -> None:
-    outputs = page.region_outputs
+    outputs = page.outputs()
     settings_inputs = [page.sampling, page.temperature, page.top_p, page.max_new_tokens]
 
-    @ui_action
+    @ui_action(page)
     def on_region_picked(state, tag):
         ws = page.workspace(state)
         if tag:
             ws.select(tag)
         return as_outputs(page, refresh_regions(ws))
 
-    @ui_action
+    @ui_action(page)
     def on_region_list_clicked(state, question, evt: gr.EventData):
         ws = page.workspace(state)
         tag = getattr(evt, "tag", None)
@@ -89,18 +90,18 @@ def wire(page: Page) -> None:
         ws.select(tag)
         return as_outputs(page, refresh_regions(ws)) | {page.question: question}
 
-    @ui_action
+    @ui_action(page)
     def on_caption_edited(state, tag, caption):
         ws = page.workspace(state)
         if tag:
             ws.set_caption(tag, caption)
         return as_outputs(page, refresh_regions(ws))
 
-    @ui_action
+    @ui_action(page)
     def on_delete_clicked(state, tag):
         ws = page.workspace(state)
         if not tag:
-            raise gr.Error("Select a region to delete first.")
+            raise InputError("Select a region to delete first.")
         ws.delete(tag)
         return as_outputs(page, refresh_regions(ws))
 
@@ -112,28 +113,28 @@ def wire(page: Page) -> None:
                 yield {page.caption: gr.update(value=text, interactive=True)}
             yield as_outputs(page, refresh_regions(ws))
 
-    @ui_action
+    @ui_action(page)
     def on_describe_clicked(state, tag, *settings):
         ws = page.workspace(state)
         ws.require_image()
         if not tag:
-            raise gr.Error("Select a region to describe (or mark one on the image first).")
+            raise InputError("Select a region to describe (or mark one on the image first).")
         ws.require_gar()
         yield from _describe(ws, [tag], decoding_settings(*settings))
 
-    @ui_action
+    @ui_action(page)
     def on_describe_all_clicked(state, *settings):
         ws = page.workspace(state)
         ws.require_image()
         if not len(ws.regions):
-            raise gr.Error("There are no regions to describe yet: click on the image to mark one.")
+            raise InputError("There are no regions to describe yet: click on the image to mark one.")
         ws.require_gar()
         yield from _describe(ws, ws.regions.tags, decoding_settings(*settings))
 
     gar_events = {"concurrency_limit": 1, "concurrency_id": "gar"}
     page.region_pick.input(on_region_picked, [page.state, page.region_pick], outputs, api_name="select_region")
     page.region_list.click(
-        on_region_list_clicked, [page.state, page.question], [*outputs, page.question], api_visibility="private"
+        on_region_list_clicked, [page.state, page.question], page.outputs(page.question), api_visibility="private"
     )
     page.caption.blur(on_caption_edited, [page.state, page.region_pick, page.caption], outputs, api_name="set_caption")
     page.caption.submit(on_caption_edited, [page.state, page.region_pick, page.caption], outputs)

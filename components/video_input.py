@@ -9,6 +9,7 @@ import gradio as gr
 from components.common import payload_path, ui_action
 from components.page import Page, as_outputs, refresh_regions
 from gar_app import export, video
+from gar_app.errors import InputError
 
 EXAMPLES = sorted(str(p) for p in (Path(__file__).resolve().parents[1] / "assets" / "examples").glob("*.webm"))
 
@@ -25,7 +26,7 @@ def build(page: Page) -> None:
 
 
 def wire(page: Page) -> None:
-    @ui_action
+    @ui_action(page)
     def on_video_loaded(upload):
         path = payload_path(upload)
         if not path:
@@ -40,28 +41,28 @@ def wire(page: Page) -> None:
             page.video_preview: frame,
         }
 
-    @ui_action
+    @ui_action(page)
     def on_frame_chosen(upload, index):
         path = payload_path(upload)
         if not path:
-            raise gr.Error("Upload a video first.")
+            raise InputError("Upload a video first.")
         frame, index, time_s = video.read_frame(path, index=int(index))
         return {page.video_preview: frame, page.video_time: round(time_s or 0.0, 3)}
 
-    @ui_action
+    @ui_action(page)
     def on_time_entered(upload, time_s):
         path = payload_path(upload)
         if not path:
-            raise gr.Error("Upload a video first.")
+            raise InputError("Upload a video first.")
         frame, index, _time = video.read_frame(path, time_s=float(time_s or 0))
         return {page.video_preview: frame, page.video_frame: index}
 
-    @ui_action
+    @ui_action(page)
     def on_frame_used(state, upload, index):
         ws = page.workspace(state)
         path = payload_path(upload)
         if not path:
-            raise gr.Error("Upload a video first.")
+            raise InputError("Upload a video first.")
         frame, index, time_s = video.read_frame(path, index=int(index))
         orig = upload.get("video", {}).get("orig_name") if isinstance(upload, dict) else None
         name = orig or Path(path).name
@@ -71,17 +72,17 @@ def wire(page: Page) -> None:
 
     raw = {"preprocess": False}  # an undecodable video reaches gar_app.video, which says so plainly
     page.video.change(
-        on_video_loaded, [page.video], [page.video_frame, page.video_preview], api_name="load_video", **raw
+        on_video_loaded, [page.video], [page.video_frame, page.video_preview, page.notice], api_name="load_video", **raw
     )
     page.video_frame.release(
-        on_frame_chosen, [page.video, page.video_frame], [page.video_preview, page.video_time],
+        on_frame_chosen, [page.video, page.video_frame], [page.video_preview, page.video_time, page.notice],
         api_visibility="private", **raw,
     )
     page.video_time.submit(
-        on_time_entered, [page.video, page.video_time], [page.video_preview, page.video_frame],
+        on_time_entered, [page.video, page.video_time], [page.video_preview, page.video_frame, page.notice],
         api_visibility="private", **raw,
     )
     page.video_use.click(
-        on_frame_used, [page.state, page.video, page.video_frame], [*page.region_outputs, page.chatbot],
+        on_frame_used, [page.state, page.video, page.video_frame], page.outputs(page.chatbot),
         api_name="use_frame", **raw,
     )

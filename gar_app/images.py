@@ -33,8 +33,10 @@ def _open(source: str | os.PathLike, what: str) -> Image.Image:
     try:
         image = Image.open(path)
         image.load()
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
-        raise InputError(f"cannot read {what.lower()} {path.name}: not a valid image ({error})") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
+        raise InputError(
+            f"cannot read {what.lower()} {path.name}: not a valid image (damaged, or a format Pillow cannot read)"
+        ) from None
     except Image.DecompressionBombError:
         raise InputError(
             f"{what} {path.name} is too large (over {MAX_IMAGE_PIXELS // 1_000_000} megapixels)"

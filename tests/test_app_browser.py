@@ -106,14 +106,23 @@ def test_click_see_mask_ask_watch_stream_download(page, tmp_path):
     assert document["dialogue"][0]["text"] == "<Prompt0> what is this?"
 
 
-def test_bad_upload_shows_a_message(page, tmp_path):
+def test_bad_upload_shows_a_message_and_keeps_the_work(page, tmp_path):
+    page.locator("#gar-canvas").locator("..").locator("button:has(img)").nth(2).click()  # the cat
+    page.wait_for_function("document.querySelector('#gar-canvas img') !== null")
+    box = page.locator("#gar-canvas img").first.bounding_box()
+    page.mouse.click(box["x"] + box["width"] * 0.42, box["y"] + box["height"] * 0.42)
+    page.get_by_text("Marks now edit").wait_for(timeout=30_000)
+    page.locator("#gar-canvas button[aria-label='Remove Image']").first.click()
     broken = tmp_path / "broken.png"
     broken.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 64)
     page.locator("#gar-canvas input[type=file]").set_input_files(str(broken))
-    notice = page.get_by_text("not a valid image")
-    notice.wait_for(timeout=30_000)
+    page.locator(".gar-notice-area", has_text="not a valid image").first.wait_for(timeout=30_000)
+    page.wait_for_timeout(1000)
     page.screenshot(path=str(ARTIFACTS / "5-bad-upload.png"), full_page=True)
     assert "Traceback" not in page.content()
+    assert page.locator(".gar-region-row").count() == 1, "the region is still listed"
+    assert page.locator("#gar-canvas img").count() >= 1, "the marked image is back on the canvas"
+    assert page.get_by_text("Error", exact=True).count() == 0, "no component is marked as failed"
 
 
 def test_scribble_with_the_brush_makes_a_region(page):
