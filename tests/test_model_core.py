@@ -252,3 +252,22 @@ def test_replayed_history_is_what_the_next_turn_sees(tiny_gar64, demo3):
     assert replayed.ask(question, SHORT) == reference.ask(question, SHORT)
     assert replayed.vision_encodings == 1 and replayed.holds_cache
     assert replayed._cache.get_seq_length() > history, "the whole history went into the model"
+
+
+def test_placeholders_are_never_generated_so_the_conversation_rereads_the_same(tiny_gar_dir, demo3):
+    """A model that loves the image token must not emit it: re-reading the conversation
+    (after its cache was released) would take it for an image placeholder."""
+    from gar_app.model import load_gar
+
+    gar = load_gar(tiny_gar_dir, device="cpu", dtype="fp32")
+    placeholder = gar.config.image_token_id
+    with torch.no_grad():
+        gar.model.mllm.lm_head.weight[placeholder] *= 1000
+        gar.model.mllm.lm_head.weight[gar.config.crop_tokens_ids[0]] *= 1000
+    image, masks = demo3
+    session = gar.chat(image, masks)
+    session.ask("What is <Prompt0>?", GenerationSettings(max_new_tokens=20, do_sample=True, temperature=2.0, seed=0))
+    generated = session._ids[-20:]
+    assert not set(generated) & gar.processor.placeholder_ids
+    session.release_cache()
+    assert session.ask("And <Prompt1>?", SHORT) is not None  # re-reads the whole conversation

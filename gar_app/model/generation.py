@@ -36,16 +36,23 @@ class GenerationSettings:
 
 
 class TokenChooser:
-    """Picks the next token from logits: argmax, or temperature / top-k / top-p sampling."""
+    """Picks the next token from logits: argmax, or temperature / top-k / top-p sampling.
 
-    def __init__(self, settings: GenerationSettings, device: torch.device):
+    ``banned`` ids are never chosen: image and region placeholders are inputs only, and a
+    generated one would be taken for a placeholder when the conversation is re-read.
+    """
+
+    def __init__(self, settings: GenerationSettings, device: torch.device, banned: Sequence[int] = ()):
         self.settings = settings
+        self.banned = torch.tensor(sorted(banned), dtype=torch.long, device=device)
         self.generator = None
         if settings.do_sample and settings.seed is not None:
             self.generator = torch.Generator(device=device).manual_seed(settings.seed)
 
     def __call__(self, logits: torch.Tensor) -> int:
         logits = logits.float().reshape(-1)
+        if self.banned.numel():
+            logits = logits.index_fill(0, self.banned, float("-inf"))
         settings = self.settings
         if not settings.do_sample:
             return int(logits.argmax())

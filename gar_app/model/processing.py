@@ -243,6 +243,11 @@ class GarProcessor:
         return self.tokenizer.decode(visible, skip_special_tokens=False, clean_up_tokenization_spaces=False)
 
     @property
+    def placeholder_ids(self) -> set[int]:
+        """Input-only tokens: the image placeholder and the region feature runs."""
+        return {self.config.image_token_id, *self.config.crop_tokens_ids}
+
+    @property
     def stop_ids(self) -> set[int]:
         """Tokens that end an answer: the tokenizer's eos and the template's end-of-turn token."""
         ids = {self.tokenizer.eos_token_id}

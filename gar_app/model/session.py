@@ -245,7 +245,7 @@ class ChatSession:
         model = self.gar.model
         processor = self.gar.processor
         stop_ids = processor.stop_ids
-        choose = TokenChooser(settings, model.device)
+        choose = TokenChooser(settings, model.device, banned=processor.placeholder_ids)
         stream = TextStream(processor.decode)
         if self._cache is None:
             self._cache = DynamicCache(config=model.config.mllm_config.text_config)
