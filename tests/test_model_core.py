@@ -271,3 +271,17 @@ def test_placeholders_are_never_generated_so_the_conversation_rereads_the_same(t
     assert not set(generated) & gar.processor.placeholder_ids
     session.release_cache()
     assert session.ask("And <Prompt1>?", SHORT) is not None  # re-reads the whole conversation
+
+
+def test_a_conversation_never_outgrows_the_model(tiny_gar, demo3, monkeypatch):
+    image, masks = demo3
+    session = tiny_gar.chat(image, masks)
+    session.ask("What is <Prompt0>?", SHORT)
+    used = len(session._ids)
+    monkeypatch.setattr(type(session), "context_length", property(lambda self: used + 40))
+    answer_room = 40 - len(tiny_gar.processor.encode(tiny_gar.processor.next_turn_text("More?"))[0])
+    session.ask("More?", GenerationSettings(max_new_tokens=500))
+    assert len(session._ids) <= used + 40 and len(session._ids) - used > answer_room - 1
+    with pytest.raises(InputError, match="start a new conversation"):
+        session.ask("And more?", SHORT)
+    assert len(session.turns) == 4

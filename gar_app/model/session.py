@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -159,6 +159,11 @@ class ChatSession:
 
     # -- turns ----------------------------------------------------------------------------
 
+    @property
+    def context_length(self) -> int:
+        """Longest conversation (prompt and answers, in tokens) the language model was built for."""
+        return self.gar.config.mllm_config.text_config.max_position_embeddings
+
     def _turn(
         self,
         shown: str,
@@ -170,6 +175,15 @@ class ChatSession:
         settings = settings or GenerationSettings()
         first = not self.turns
         new_ids = self._turn_ids(prompt, indices)
+        room = self.context_length - len(self._ids) - new_ids.shape[1]
+        if room < 1:
+            if first:
+                self._image_inputs = None
+            raise InputError(
+                f"the conversation would be {self.context_length - room} tokens, more than this model's "
+                f"{self.context_length}; start a new conversation"
+            )
+        settings = replace(settings, max_new_tokens=min(settings.max_new_tokens, room))
         saved = (len(self._ids), list(self._introduced), list(self._pending))
         self._introduced += [k for k in indices if k not in self._introduced]
         self._ids += new_ids[0].tolist()  # (pending tokens are already in _ids, just not in the cache)
