@@ -70,6 +70,7 @@ def build_demo(services: Services) -> gr.Blocks:
                 export_panel.build(page)
         for module in (canvas, regions_panel, chat, export_panel, video_input):
             module.wire(page)
+        demo.load(None, None, None, js=canvas.DRAG_JS)
     return demo
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import gradio as gr
@@ -12,12 +13,13 @@ from components.page import Page, as_outputs, refresh_regions
 from gar_app.errors import InputError
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets" / "examples"
-INCLUDE, EXCLUDE, BOX, SCRIBBLE, MASK = "Include point", "Exclude point", "Box (two clicks)", "Scribble", "Upload mask"
+INCLUDE, EXCLUDE, BOX, SCRIBBLE, MASK = "Include point", "Exclude point", "Box", "Scribble", "Upload mask"
 TOOLS = [INCLUDE, EXCLUDE, BOX, SCRIBBLE, MASK]
 HINTS = {
-    INCLUDE: "Click on the object. More include points grow the region; exclude points trim it.",
+    INCLUDE: "Click on the object. More include points grow the region; exclude points trim it. "
+    "Drag to draw a box.",
     EXCLUDE: "Click on what should *not* be in the current region.",
-    BOX: "Click one corner of a box around the object, then the opposite corner.",
+    BOX: "Drag a box around the object, or click one corner and then the opposite one.",
     SCRIBBLE: "Paint over the object in the editor below, then press **Segment the scribble**.",
     MASK: "Upload a black-and-white mask image (any non-zero pixel is inside) for the current region.",
 }
@@ -25,6 +27,39 @@ HINTS = {
 
 def example_images() -> list[str]:
     return sorted(str(p) for p in ASSETS.glob("*.jpg"))
+
+
+DRAG_JS = """
+() => {
+  // A drag on the canvas draws a box: report it in image pixels to #gar-drag-box and swallow
+  // the click the browser sends after it, so it is not also taken for a point.
+  const attach = () => {
+    const root = document.querySelector('#gar-canvas');
+    const field = document.querySelector('#gar-drag-box textarea');
+    if (!root || !field) { setTimeout(attach, 300); return; }
+    let start = null;
+    root.addEventListener('dragstart', (e) => { if (e.target.tagName === 'IMG') e.preventDefault(); }, true);
+    root.addEventListener('pointerdown', (e) => {
+      start = (e.target.tagName === 'IMG' && e.button === 0) ? {x: e.clientX, y: e.clientY, img: e.target} : null;
+    }, true);
+    root.addEventListener('pointerup', (e) => {
+      const s = start; start = null;
+      if (!s || Math.hypot(e.clientX - s.x, e.clientY - s.y) < 8) return;  // a click: Gradio's own
+      const img = s.img, r = img.getBoundingClientRect();
+      const scale = Math.min(r.width / img.naturalWidth, r.height / img.naturalHeight);
+      const left = r.left + (r.width - img.naturalWidth * scale) / 2;
+      const top = r.top + (r.height - img.naturalHeight * scale) / 2;
+      const px = (cx, cy) => [(cx - left) / scale, (cy - top) / scale];
+      field.value = JSON.stringify([...px(s.x, s.y), ...px(e.clientX, e.clientY), Date.now()]);  // always a change
+      field.dispatchEvent(new Event('input', {bubbles: true}));
+      const swallow = (ev) => { ev.stopPropagation(); ev.preventDefault(); };
+      window.addEventListener('click', swallow, {capture: true, once: true});
+      setTimeout(() => window.removeEventListener('click', swallow, {capture: true}), 400);
+    }, true);
+  };
+  attach();
+}
+"""
 
 
 def build(page: Page) -> None:
@@ -59,6 +94,9 @@ def build(page: Page) -> None:
         page.point_x = gr.Number(label="x")
         page.point_y = gr.Number(label="y")
         page.point_mark = gr.Button("Mark")
+    # A drag on the canvas arrives here as "[x1, y1, x2, y2, time]" in image pixels (see DRAG_JS);
+    # rendered but hidden, because the browser script has to find it.
+    page.drag_box = gr.Textbox(elem_id="gar-drag-box", elem_classes=["gar-hidden"], show_label=False, container=False)
 
 
 def _mark(ws, tool: str, x: float, y: float):
@@ -97,6 +135,19 @@ def wire(page: Page) -> None:
     def on_point_marked(state, tool, x, y):
         ws = page.workspace(state)
         return as_outputs(page, refresh_regions(_mark(ws, tool, float(x), float(y))))
+
+    @ui_action(page)
+    def on_box_dragged(state, box_json):
+        ws = page.workspace(state)
+        try:
+            box = [float(v) for v in json.loads(box_json)]
+        except (ValueError, TypeError):
+            return {}
+        if len(box) < 4:
+            return {}
+        ws.corner = None
+        ws.set_box(tuple(box[:4]))
+        return as_outputs(page, refresh_regions(ws))
 
     @ui_action(page)
     def on_new_region_clicked(state):
@@ -146,6 +197,7 @@ def wire(page: Page) -> None:
     page.canvas.select(on_canvas_clicked, [page.state, page.tool], outputs, api_visibility="private")
     page.point_mark.click(on_point_marked, [page.state, page.tool, page.point_x, page.point_y], outputs, api_name="mark")
     page.new_region.click(on_new_region_clicked, [page.state], outputs, api_name="new_region")
+    page.drag_box.change(on_box_dragged, [page.state, page.drag_box], outputs, api_name="drag_box")
     page.tool.change(
         on_tool_changed,
         [page.state, page.tool],

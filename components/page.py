@@ -33,6 +33,7 @@ class Page:
     point_x: gr.Number = None
     point_y: gr.Number = None
     point_mark: gr.Button = None
+    drag_box: gr.Textbox = None
     region_info: gr.Markdown = None
     region_list: gr.HTML = None
     region_pick: gr.Dropdown = None
@@ -102,7 +103,7 @@ def region_info(ws: Workspace) -> str:
     if ws.current is None or ws.current not in ws.regions:
         return f"{count}. The next mark starts a new region."
     region = ws.regions[ws.current]
-    return f"{count}. Marks now edit **{region.tag}** ({region.area:,} px, from {region.source})."
+    return f"{count}. Marks now edit `{region.tag}` ({region.area:,} px, from {region.source})."
 
 
 def refresh_regions(ws: Workspace) -> dict:

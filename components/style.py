@@ -15,7 +15,8 @@ def css() -> str:
         ".gar-status { font-size: 0.95em; }",
         ".gar-notice { border-left: 4px solid #e0a000; padding: 4px 10px; background: rgba(224,160,0,0.08); }",
         ".gar-tag { font-weight: 600; padding: 0 3px; border-radius: 4px; }",
-        "#gar-canvas img { cursor: crosshair; }",
+        "#gar-canvas img { cursor: crosshair; user-select: none; }",
+        ".gar-hidden { display: none !important; }",
     ]
     for index, colour in enumerate(REGION_COLOURS):
         rules.append(f".gar-tag-{index} {{ background: {colour}; color: {_ink(colour)}; }}")

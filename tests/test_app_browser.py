@@ -43,6 +43,14 @@ def page(slow_app):
         browser.close()
 
 
+def _load_example(page, number: int) -> None:
+    """Click an example thumbnail and wait until the app has taken the image."""
+    page.locator("#gar-canvas").locator("..").locator("button:has(img)").nth(number).click()
+    page.get_by_text("The next mark starts a new region").first.wait_for(timeout=30_000)
+    page.wait_for_function("document.querySelector('#gar-canvas img') && document.querySelector('#gar-canvas img').complete")
+    page.wait_for_timeout(300)
+
+
 def _canvas_pixels(page) -> np.ndarray:
     shot = ARTIFACTS / "_canvas.png"
     page.locator("#gar-canvas img").first.screenshot(path=str(shot))
@@ -56,10 +64,7 @@ def _bot_text(page) -> str:
 
 def test_click_see_mask_ask_watch_stream_download(page, tmp_path):
     page.screenshot(path=str(ARTIFACTS / "1-start.png"), full_page=True)
-    page.get_by_text("Examples (CC0 photos)").scroll_into_view_if_needed()
-    page.locator("#gar-canvas").locator("..").locator("button:has(img)").nth(2).click()  # the cat
-    page.wait_for_function("document.querySelector('#gar-canvas img') !== null")
-    page.wait_for_timeout(1500)
+    _load_example(page, 2)  # the cat
     before = _canvas_pixels(page)
 
     box = page.locator("#gar-canvas img").first.bounding_box()
@@ -107,8 +112,7 @@ def test_click_see_mask_ask_watch_stream_download(page, tmp_path):
 
 
 def test_bad_upload_shows_a_message_and_keeps_the_work(page, tmp_path):
-    page.locator("#gar-canvas").locator("..").locator("button:has(img)").nth(2).click()  # the cat
-    page.wait_for_function("document.querySelector('#gar-canvas img') !== null")
+    _load_example(page, 2)  # the cat
     box = page.locator("#gar-canvas img").first.bounding_box()
     page.mouse.click(box["x"] + box["width"] * 0.42, box["y"] + box["height"] * 0.42)
     page.get_by_text("Marks now edit").wait_for(timeout=30_000)
@@ -126,12 +130,12 @@ def test_bad_upload_shows_a_message_and_keeps_the_work(page, tmp_path):
 
 
 def test_scribble_with_the_brush_makes_a_region(page):
-    page.locator("#gar-canvas").locator("..").locator("button:has(img)").nth(3).click()  # the coffee cup
-    page.wait_for_function("document.querySelector('#gar-canvas img') !== null")
+    _load_example(page, 3)  # the coffee cup
     page.get_by_label("Scribble").check()
     page.get_by_role("button", name="Segment the scribble").wait_for()
     page.wait_for_timeout(1500)
     drawing = page.locator("canvas").first
+    drawing.scroll_into_view_if_needed()
     box = drawing.bounding_box()
     x, y = box["x"] + box["width"] * 0.35, box["y"] + box["height"] * 0.45
     page.mouse.move(x, y)
@@ -144,3 +148,19 @@ def test_scribble_with_the_brush_makes_a_region(page):
     page.screenshot(path=str(ARTIFACTS / "6-scribble.png"), full_page=True)
     assert page.locator(".gar-region-row").count() == 1
     assert "scribble" in page.locator(".gar-region-row").first.inner_text()
+
+
+def test_dragging_on_the_image_draws_a_box(page):
+    _load_example(page, 3)  # the coffee cup
+    box = page.locator("#gar-canvas img").first.bounding_box()
+    start = (box["x"] + box["width"] * 0.3, box["y"] + box["height"] * 0.2)
+    end = (box["x"] + box["width"] * 0.7, box["y"] + box["height"] * 0.8)
+    page.mouse.move(*start)
+    page.mouse.down()
+    page.mouse.move(*end, steps=12)
+    page.mouse.up()
+    page.get_by_text("from box").first.wait_for(timeout=30_000)
+    page.wait_for_timeout(1000)
+    page.screenshot(path=str(ARTIFACTS / "7-dragged-box.png"), full_page=True)
+    rows = page.locator(".gar-region-row")
+    assert rows.count() == 1 and "box" in rows.first.inner_text(), "one region from the box, no extra point"
