@@ -175,26 +175,24 @@ class ChatSession:
         settings = settings or GenerationSettings()
         first = not self.turns
         new_ids = self._turn_ids(prompt, indices)
-        room = self.context_length - len(self._ids) - new_ids.shape[1]
-        if room < 1:
-            if first:
-                self._image_inputs = None
-            raise InputError(
-                f"the conversation would be {self.context_length - room} tokens, more than this model's "
-                f"{self.context_length}; start a new conversation"
-            )
-        settings = replace(settings, max_new_tokens=min(settings.max_new_tokens, room))
         saved = (len(self._ids), list(self._introduced), list(self._pending))
         self._introduced += [k for k in indices if k not in self._introduced]
         self._ids += new_ids[0].tolist()  # (pending tokens are already in _ids, just not in the cache)
+        room = self.context_length - len(self._ids)
         try:
+            if room < 1:
+                raise InputError(
+                    f"the conversation would be {len(self._ids)} tokens, more than this model's "
+                    f"{self.context_length}; start a new conversation"
+                )
             step_inputs = self._prefill_inputs(new_ids, first)
-        except BaseException:  # e.g. out of GPU memory: leave the conversation as it was
+        except BaseException:  # too long, or e.g. out of GPU memory: leave the conversation as it was
             length, self._introduced, self._pending = saved
             del self._ids[length:]
             if first:
                 self._image_inputs = self._features = self._feature_map = None
             raise
+        settings = replace(settings, max_new_tokens=min(settings.max_new_tokens, room))
         self.turns.append(Turn("user", shown, [tag(k) for k in indices]))
         answer = Turn("assistant", "", settings=settings.to_dict())
         self.turns.append(answer)
