@@ -1,6 +1,7 @@
 """GAR App in the browser: mark regions, see them in colour, chat with GAR, export JSON.
 
     python app.py [--model ID_OR_DIR] [--sam CHECKPOINT] [--device DEV] [--host H] [--port P] [--share]
+                  [--auth USER:PASS] [--max-file-size 50mb] [--queue-size 64] [--session-ttl 3600]
 
 Without GAR weights the app still starts, in annotation mode (segment, caption by hand,
 export), and says so on the page.
@@ -15,14 +16,18 @@ import sys
 
 import gradio as gr
 
-from components import canvas, chat, export_panel, regions_panel, status, video_input
-from components.page import Page
+from components import ask_bar, canvas, chat, export_panel, regions_panel, status, video_input
+from components.common import Wiring
+from components.session import close_session
 from components.style import css
 from gar_app.errors import GarAppError
 from gar_app.model.loading import DEFAULT_MODEL
 from gar_app.workspace import Services
 
 log = logging.getLogger("gar_app.app")
+
+SESSION_TTL_S = 3600  # a session idle this long is freed (its tab may still be open)
+EXPORT_CACHE = (1800, 3600)  # every 30 min, delete Gradio's cached uploads and exports older than 1 h
 
 
 def load_services(
@@ -49,35 +54,59 @@ def load_services(
     return Services(segmenter=segmenter, gar=gar)
 
 
-def build_demo(services: Services) -> gr.Blocks:
-    page = Page(services=services)
-    with gr.Blocks(title="GAR App — talk about regions") as demo:
-        page.state = gr.State(None)
-        gr.Markdown("# GAR App\nMark regions on an image, then let **GAR (Grasp Any Region)** describe them and "
-                    "answer questions about them. Regions are `<Prompt0>` (red), `<Prompt1>` (green), "
-                    "`<Prompt2>` (blue), …")
-        status.build(page, services)
-        page.notice = gr.Markdown("", elem_classes=["gar-notice-area"])
+def build_demo(services: Services, session_ttl: float = SESSION_TTL_S) -> gr.Blocks:
+    with gr.Blocks(title="GAR App — talk about regions", delete_cache=EXPORT_CACHE) as demo:
+        state = gr.State(None, time_to_live=session_ttl, delete_callback=close_session)
+        with gr.Row(elem_classes=["gar-header"], equal_height=True):
+            gr.HTML("<h1>GAR App</h1>", js_on_load=None, padding=False, elem_classes=["gar-title"], min_width=120)
+            status.build(services)
+            export_ui = export_panel.build()
+        notice = gr.HTML("", js_on_load=None, elem_id="gar-notice", padding=False)
+        ask_ui = ask_bar.build()
         with gr.Row(equal_height=False):
-            with gr.Column(scale=3):
-                with gr.Tab("Image"):
-                    canvas.build(page)
-                with gr.Tab("Video"):
-                    video_input.build(page)
-            with gr.Column(scale=2):
-                regions_panel.build(page)
-                chat.build(page)
-                export_panel.build(page)
-        for module in (canvas, regions_panel, chat, export_panel, video_input):
-            module.wire(page)
-        demo.load(None, None, None, js=canvas.DRAG_JS)
+            with gr.Column(scale=3, min_width=320), gr.Tabs(selected="image") as left_tabs:
+                with gr.Tab("Image", id="image"):
+                    canvas_ui = canvas.build()
+                with gr.Tab("Video", id="video"):
+                    video_ui = video_input.build()
+            with gr.Column(scale=2, min_width=300), gr.Tabs():
+                with gr.Tab("Regions", id="regions"):
+                    regions_ui = regions_panel.build(services)
+                with gr.Tab("Chat", id="chat"):
+                    chat_ui = chat.build(services)
+
+        wiring = Wiring(services, state, notice, [canvas_ui.view, regions_ui.view, chat_ui.view, ask_ui.view])
+        canvas.wire(canvas_ui, wiring)
+        regions_panel.wire(regions_ui, wiring, chat_ui.settings)
+        chat.wire(chat_ui, wiring, [chat_ui.view, regions_ui.view, ask_ui.view])
+        export_panel.wire(export_ui, wiring, [ask_ui.view])
+        ask_bar.wire(ask_ui, wiring)
+        video_input.wire(video_ui, wiring, left_tabs)
+
+        def free_closed_tab(request: gr.Request) -> None:
+            """The tab closed: free its session now, not an hour later (Gradio's default)."""
+            holder = getattr(demo, "state_holder", None)
+            if holder is not None and request is not None and request.session_hash:
+                holder.delete_state(request.session_hash)
+
+        demo.unload(free_closed_tab)
     return demo
+
+
+def parse_auth(value: str | None) -> tuple[str, str] | None:
+    """``USER:PASS`` (from --auth or $GAR_APP_AUTH) for Gradio's login page."""
+    if not value:
+        return None
+    user, sep, password = value.partition(":")
+    if not sep or not user or not password:
+        raise SystemExit("--auth must look like USER:PASS")
+    return user, password
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Start the GAR App web UI.")
     parser.add_argument("--model", default=os.environ.get("GAR_APP_MODEL", DEFAULT_MODEL),
-                        help=f"GAR checkpoint folder or Hub id (default {DEFAULT_MODEL})")
+                        help=f"GAR checkpoint folder or Hub id (default {DEFAULT_MODEL})")  # fmt: skip
     parser.add_argument("--no-model", action="store_true", help="annotation mode: no GAR model at all")
     parser.add_argument("--sam", default=None, help="SAM checkpoint (.pth); default $GAR_APP_SAM_CHECKPOINT or cache")
     parser.add_argument("--no-sam-download", action="store_true", help="never download SAM weights")
@@ -88,21 +117,31 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--share", action="store_true", help="also serve through a public gradio.live link")
     parser.add_argument("--concurrency", type=int, default=4, help="sessions served at once (model calls: 1)")
     parser.add_argument("--max-live-chats", type=int, default=8,
-                        help="conversations that keep their KV cache between turns (the rest recompute)")
+                        help="conversations that keep their KV cache between turns (the rest recompute)")  # fmt: skip
+    parser.add_argument("--auth", default=os.environ.get("GAR_APP_AUTH"),
+                        help="USER:PASS to require a login (default $GAR_APP_AUTH; none)")  # fmt: skip
+    parser.add_argument("--max-file-size", default=os.environ.get("GAR_APP_MAX_FILE_SIZE", "50mb"),
+                        help="largest upload, e.g. 50mb (default 50mb)")  # fmt: skip
+    parser.add_argument("--queue-size", type=int, default=int(os.environ.get("GAR_APP_QUEUE_SIZE", 64)),
+                        help="events that may wait in the queue; more are turned away (default 64)")  # fmt: skip
+    parser.add_argument("--session-ttl", type=float, default=SESSION_TTL_S,
+                        help=f"seconds an idle session is kept (default {SESSION_TTL_S})")  # fmt: skip
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     args = parse_args(argv)
+    auth = parse_auth(args.auth)
     services = load_services(
         None if args.no_model else args.model, args.sam, args.device, args.dtype, not args.no_sam_download
     )
     services.max_live_chats = args.max_live_chats
-    print(status.status_text(services).replace("**", ""), file=sys.stderr, flush=True)
-    demo = build_demo(services)
-    demo.queue(default_concurrency_limit=args.concurrency)
-    demo.launch(server_name=args.host, server_port=args.port, share=args.share, css=css(), show_error=True)
+    print(status.status_text(services), file=sys.stderr, flush=True)
+    demo = build_demo(services, session_ttl=args.session_ttl)
+    demo.queue(default_concurrency_limit=args.concurrency, max_size=args.queue_size)
+    demo.launch(server_name=args.host, server_port=args.port, share=args.share, css=css(), show_error=True,
+                auth=auth, max_file_size=args.max_file_size)  # fmt: skip
 
 
 if __name__ == "__main__":

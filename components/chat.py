@@ -1,14 +1,55 @@
-"""The multi-turn chat about the regions: streamed answers, Stop, decoding settings."""
+"""The multi-turn chat about the regions: streamed answers, Stop, decoding settings, tag chips.
+
+Messages are escaped with ``components.text.escape`` and only the tags get markup (their
+colour), so answers and questions show exactly what was written. The chat's trash button
+clears the conversation itself, not only the display.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import gradio as gr
 
-from components.common import on_gpu, ui_action
-from components.page import Page, chat_messages
+from components.common import View, Wiring
+from components.session import Session
+from components.style import ink
+from components.text import escape
 from gar_app.model.generation import GenerationSettings
+from gar_app.regions import REGION_COLOURS
+from gar_app.tags import split_tags
+from gar_app.workspace import Services
 
 GREEDY, SAMPLING = "Greedy (as in the paper)", "Sampling"
+
+CHIPS_TEMPLATE = '<div class="gar-chips" aria-label="Insert a region tag into the question"></div>'
+CHIPS_SCRIPT = """
+const bar = element.querySelector('.gar-chips');
+function render() {
+  const chips = Array.isArray(props.value) ? props.value : [];
+  bar.replaceChildren();
+  for (const c of chips) {
+    const chip = document.createElement('button');
+    chip.type = 'button';
+    chip.className = 'gar-chip';
+    chip.style.background = c.colour;
+    chip.style.color = c.ink;
+    chip.textContent = c.tag;
+    chip.title = 'Insert ' + c.tag + ' into the question';
+    chip.addEventListener('click', () => {
+      const box = document.querySelector('#gar-question textarea');
+      if (!box) return;
+      const text = box.value;
+      box.value = text + (text && !text.endsWith(' ') ? ' ' : '') + c.tag + ' ';
+      box.dispatchEvent(new Event('input', {bubbles: true}));
+      box.focus();
+    });
+    bar.append(chip);
+  }
+}
+watch('value', render);
+render();
+"""
 
 
 def decoding_settings(mode: str, temperature: float, top_p: float, max_new_tokens: float) -> GenerationSettings:
@@ -20,69 +61,106 @@ def decoding_settings(mode: str, temperature: float, top_p: float, max_new_token
     )
 
 
-def build(page: Page) -> None:
-    page.chatbot = gr.Chatbot(
+@dataclass
+class ChatUI:
+    chatbot: gr.Chatbot
+    chips: gr.HTML
+    question: gr.Textbox
+    send: gr.Button
+    stop: gr.Button
+    new_chat: gr.Button
+    settings: list  # mode, temperature, top-p, max new tokens: the inputs of decoding_settings
+
+    @property
+    def view(self) -> View:
+        return View([self.chatbot, self.chips], render)
+
+
+def build(services: Services) -> ChatUI:
+    has_model = services.gar is not None
+    chatbot = gr.Chatbot(
         label="Chat about the regions",
-        height=420,
-        sanitize_html=False,  # every message is escaped by colour_tags before the tags are coloured
+        height=360,
+        elem_id="gar-chat",
+        sanitize_html=False,  # every message is escaped by colour_tags, which adds only the tag colours
         render_markdown=False,
+        latex_delimiters=[],
         buttons=["copy"],
         placeholder="Ask about your regions, e.g. <i>What is the relationship between &lt;Prompt0&gt; and "
-        "&lt;Prompt1&gt;?</i> Click a region's chip to insert its tag.",
+        "&lt;Prompt1&gt;?</i> Click a tag below to insert it.",
     )
-    has_model = page.services.gar is not None
-    page.question = gr.Textbox(
+    chips = gr.HTML(value=[], html_template=CHIPS_TEMPLATE, js_on_load=CHIPS_SCRIPT, padding=False)
+    question = gr.Textbox(
         label="Question",
-        placeholder="Mention regions as <Prompt0>, <Prompt1>, …" if has_model else "The chat needs a GAR model.",
-        lines=2,
+        placeholder="Mention regions as <Prompt0>, <Prompt1>, … and press Enter" if has_model
+        else "The chat needs a GAR model.",
+        lines=1,
         max_lines=6,
         interactive=has_model,
+        elem_id="gar-question",
     )
-    with gr.Row():
-        page.send = gr.Button("Send", variant="primary", interactive=has_model)
-        page.stop = gr.Button("Stop", variant="stop", interactive=has_model)
-        page.new_chat = gr.Button("New conversation", interactive=has_model)
+    with gr.Row(elem_classes=["gar-actions"]):
+        send = gr.Button("Send", variant="primary", interactive=has_model, size="sm", elem_id="gar-send")
+        stop = gr.Button("Stop", variant="stop", interactive=has_model, size="sm")
+        new_chat = gr.Button("New conversation", interactive=has_model, size="sm")
     with gr.Accordion("Decoding", open=False):
-        page.sampling = gr.Radio([GREEDY, SAMPLING], value=GREEDY, label="Mode")
+        mode = gr.Radio([GREEDY, SAMPLING], value=GREEDY, label="Mode")
         with gr.Row():
-            page.temperature = gr.Slider(0.05, 2.0, value=0.7, step=0.05, label="Temperature (sampling)")
-            page.top_p = gr.Slider(0.05, 1.0, value=0.9, step=0.05, label="Top-p (sampling)")
-        page.max_new_tokens = gr.Slider(16, 2048, value=512, step=16, label="Max new tokens")
+            temperature = gr.Slider(0.05, 2.0, value=0.7, step=0.05, label="Temperature (sampling)")
+            top_p = gr.Slider(0.05, 1.0, value=0.9, step=0.05, label="Top-p (sampling)")
+        max_new_tokens = gr.Slider(16, 2048, value=512, step=16, label="Max new tokens")
+    return ChatUI(chatbot, chips, question, send, stop, new_chat, [mode, temperature, top_p, max_new_tokens])
 
 
-def wire(page: Page) -> None:
-    settings_inputs = [page.sampling, page.temperature, page.top_p, page.max_new_tokens]
+def colour_tags(text: str) -> str:
+    """HTML of a text with each <PromptN> in its region's colour; everything else escaped."""
+    return "".join(
+        escape(piece) if index is None
+        else f'<span class="gar-tag gar-tag-{index % len(REGION_COLOURS)}">{escape(piece)}</span>'
+        for piece, index in split_tags(text)
+    )  # fmt: skip
 
-    @ui_action(page)
-    def on_question_sent(state, question, *settings):
-        ws = page.workspace(state)
-        ws.require_gar()
-        stream = ws.stream_answer(question, decoding_settings(*settings))
-        first = True
-        for _text in stream:
-            yield {page.state: ws, page.chatbot: chat_messages(ws), page.question: "" if first else gr.update()}
-            first = False
-        yield {page.state: ws, page.chatbot: chat_messages(ws), page.question: ""}
 
-    def on_stop_clicked(state):
-        page.workspace(state).stop.set()
+def render(session: Session) -> list:
+    ws = session.workspace
+    messages = [{"role": t.role, "content": colour_tags(t.text) or "…"} for t in ws.conversation.turns]
+    chips = [{"tag": r.tag, "colour": r.colour, "ink": ink(r.colour)} for r in ws.regions]
+    return [messages, chips]
 
-    @ui_action(page)
-    def on_new_chat_clicked(state):
-        ws = page.workspace(state)
-        ws.new_conversation()
-        return {page.state: ws, page.chatbot: chat_messages(ws)}
 
-    sent = {
-        "fn": on_gpu(on_question_sent),
-        "inputs": [page.state, page.question, *settings_inputs],
-        "outputs": [page.state, page.chatbot, page.question, page.notice],
-        "concurrency_limit": 1,
-        "concurrency_id": "gar",
-    }
-    page.send.click(**sent, api_name="ask")
-    page.question.submit(**sent, api_visibility="private")
-    page.stop.click(on_stop_clicked, [page.state], None, queue=False, api_name="stop")
-    page.new_chat.click(
-        on_new_chat_clicked, [page.state], [page.state, page.chatbot, page.notice], api_name="new_conversation"
-    )
+# ---------------------------------------------------------------- handlers
+
+
+def ask(session: Session, question: str, *settings):
+    """``/ask``: the answer streams into the chat; the question box empties once it is taken."""
+    ws = session.workspace
+    ws.require_gar()
+    stream = ws.stream_answer(question, decoding_settings(*settings))
+    first = True
+    for _text in stream:
+        yield {"question": ""} if first else None
+        first = False
+    yield {"question": ""}
+
+
+def stop_answer(state: Session | None) -> None:
+    """``/stop``: end the answer or caption being generated (what was generated is kept)."""
+    if isinstance(state, Session):
+        state.workspace.stop.set()
+
+
+def new_conversation(session: Session) -> str:
+    session.workspace.new_conversation()
+    return "Started a new conversation."
+
+
+def wire(ui: ChatUI, wiring: Wiring, chat_views: list[View]) -> None:
+    def asking(**options) -> dict:
+        event = wiring.event(ask, [ui.question, *ui.settings], views=chat_views, extra={"question": ui.question}, gpu=True)
+        return {**event, "concurrency_limit": 1, "concurrency_id": "gar", **options}
+
+    ui.send.click(**asking(api_name="ask"))
+    ui.question.submit(**asking(api_visibility="private"))
+    ui.stop.click(stop_answer, [wiring.state], None, queue=False, api_name="stop")
+    ui.new_chat.click(**wiring.event(new_conversation), api_name="new_conversation")
+    ui.chatbot.clear(**wiring.event(new_conversation), api_visibility="private")

@@ -1,17 +1,40 @@
-"""What every UI piece shares: error handling and the ZeroGPU wrapper."""
+"""How UI pieces turn a user action into page updates: one wrapper, used by every event.
+
+Each UI module owns its widgets (a small dataclass made by its ``build``) and has named,
+module-level handlers ``handler(session, *inputs)`` that change the session and return a
+note for the person (or None), or yield one per streamed step. ``Wiring.event`` makes the
+Gradio event from such a handler: it finds this tab's ``Session``, runs the handler, and
+returns the session, every ``View`` (each UI piece says which of its components show the
+session and how), and the notice. A mistake a person can make becomes a readable notice
+and a toast, never a traceback or a failed event, and the views are redrawn from the
+session, so the page never shows work that is not there (or hides work that is).
+"""
 
 from __future__ import annotations
 
 import functools
 import inspect
 import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 
 import gradio as gr
+from gradio.components import Component
 
-from components.page import as_outputs, refresh_regions
+from components.session import Session, session_of
+from components.text import escape
 from gar_app.errors import GarAppError
+from gar_app.workspace import Services
 
 log = logging.getLogger("gar_app.ui")
+
+
+@dataclass
+class View:
+    """Components that show the session, and how to show it (one value per component)."""
+
+    components: Sequence[Component]
+    render: Callable[[Session], list]
 
 
 def payload_path(value) -> str | None:
@@ -38,53 +61,86 @@ def on_gpu(function):
     return spaces.GPU(duration=120)(function)
 
 
-def _message(error: Exception) -> str:
+def message(error: Exception) -> str:
     if isinstance(error, GarAppError):
         return str(error)
     log.exception("unexpected error in the UI")
     return (
-        f"Something went wrong ({type(error).__name__}: {error}). Your regions and chat are unchanged; "
+        f"Something went wrong ({type(error).__name__}). Your regions and chat are unchanged; "
         "the details are in the server log."
     )
 
 
-def ui_action(page, restore: bool = False):
-    """Turn user mistakes and surprises into a readable notice, never a traceback or a failed event.
+def notice_html(text: str | None, warning: bool = False) -> str:
+    """The notice line: the text escaped (file names and captions end up in messages)."""
+    if not text:
+        return ""
+    kind = "gar-notice gar-warning" if warning else "gar-notice"
+    return f'<div class="{kind}">{"⚠️ " if warning else ""}{escape(text)}</div>'
 
-    On success the notice is cleared; on error it shows the message (and a toast), nothing
-    else changes, and with ``restore`` the canvas and region views are redrawn from the
-    workspace (e.g. after a broken upload replaced the picture in the browser). Handlers take
-    the session state first and return or yield ``{component: update}`` dicts.
+
+class Wiring:
+    """Makes Gradio events from handlers; knows the state, the notice and every view.
+
+    A handler returns (or yields) None, a note (str), or a dict: ``"note"`` and, by the
+    names given in ``extra``, updates for other components of its event.
     """
 
-    def failed(error: Exception, args) -> dict:
-        message = _message(error)
-        gr.Warning(message)
-        updates = {page.notice: f"⚠️ {message}"}
-        if restore and args:
-            updates |= as_outputs(page, refresh_regions(page.workspace(args[0])))
+    def __init__(self, services: Services, state: gr.State, notice: gr.HTML, views: Sequence[View] = ()):
+        self.services = services
+        self.state = state
+        self.notice = notice
+        self.views = list(views)
+
+    def outputs(self, views: Sequence[View] | None = None, extra: Mapping[str, Component] | None = None) -> list:
+        views = self.views if views is None else views
+        return [self.state, *(c for view in views for c in view.components), *(extra or {}).values(), self.notice]
+
+    def render(self, session: Session, result=None, error: Exception | None = None, views=None, extra=None) -> dict:
+        updates = {self.state: session}
+        for view in self.views if views is None else views:
+            updates.update(zip(view.components, view.render(session), strict=True))
+        note = result
+        if isinstance(result, dict):
+            note = result.get("note")
+            updates.update({extra[name]: value for name, value in result.items() if name != "note"})
+        if error is not None:
+            text = message(error)
+            gr.Warning(escape(text))
+            updates[self.notice] = notice_html(text, warning=True)
+        else:
+            updates[self.notice] = notice_html(note)
         return updates
 
-    def decorate(function):
-        if inspect.isgeneratorfunction(function):
+    def event(self, handler: Callable, inputs: Sequence = (), views: Sequence[View] | None = None,
+              extra: Mapping[str, Component] | None = None, gpu: bool = False, **options) -> dict:  # fmt: skip
+        """Keyword arguments for a listener: ``button.click(**wiring.event(handler, [box]), api_name=...)``.
 
-            @functools.wraps(function)
-            def stream(*args, **kwargs):
+        ``views``: the views this event changes (default: all); ``extra``: other components
+        the handler updates through a returned dict, by name; ``gpu``: it runs the model (ZeroGPU).
+        """
+        if inspect.isgeneratorfunction(handler):
+
+            @functools.wraps(handler)
+            def run(state, *args):
+                session = session_of(state, self.services)
                 try:
-                    for number, updates in enumerate(function(*args, **kwargs)):
-                        yield updates if number else {page.notice: "", **updates}
-                except Exception as error:
-                    yield failed(error, args)
+                    for result in handler(session, *args):
+                        yield self.render(session, result, views=views, extra=extra)
+                except Exception as error:  # noqa: BLE001 - shown to the person, logged when unexpected
+                    yield self.render(session, error=error, views=views)
 
-            return stream
+        else:
 
-        @functools.wraps(function)
-        def run(*args, **kwargs):
-            try:
-                return {page.notice: "", **(function(*args, **kwargs) or {})}
-            except Exception as error:
-                return failed(error, args)
+            @functools.wraps(handler)
+            def run(state, *args):
+                session = session_of(state, self.services)
+                with session.lock:
+                    try:
+                        return self.render(session, handler(session, *args), views=views, extra=extra)
+                    except Exception as error:  # noqa: BLE001 - shown to the person, logged when unexpected
+                        return self.render(session, error=error, views=views)
 
-        return run
-
-    return decorate
+        options.setdefault("show_progress", "hidden")  # the canvas and the streamed text show progress
+        return {"fn": on_gpu(run) if gpu else run, "inputs": [self.state, *inputs],
+                "outputs": self.outputs(views, extra), **options}  # fmt: skip

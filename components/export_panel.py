@@ -3,48 +3,74 @@
 from __future__ import annotations
 
 import json
-import tempfile
+import re
+from dataclasses import dataclass
 from pathlib import Path
 
 import gradio as gr
 
-from components.common import payload_path, ui_action
-from components.page import Page, as_outputs, chat_messages, refresh_regions
+from components.common import View, Wiring, payload_path
+from components.session import Session
 from gar_app import export
 from gar_app.errors import InputError
 
 
-def build(page: Page) -> None:
-    with gr.Row():
-        page.export = gr.Button("Export JSON")
-        page.import_file = gr.UploadButton("Import JSON", file_types=[".json"], file_count="single")
-    page.export_files = gr.File(label="Downloads", file_count="multiple", interactive=False, visible=False)
+@dataclass
+class ExportUI:
+    export: gr.Button
+    import_file: gr.UploadButton
+    files: gr.File
+
+    @property
+    def view(self) -> View:
+        return View([self.files], render)
 
 
-def wire(page: Page) -> None:
-    @ui_action(page)
-    def on_export_clicked(state):
-        ws = page.workspace(state)
-        document = ws.document()
-        folder = Path(tempfile.mkdtemp(prefix="gar-export-"))
-        stem = Path(document.image.name).stem or "image"
-        session = folder / f"{stem}.gar.json"
-        session.write_text(export.to_json(document))
-        training = folder / f"{stem}.train.json"
-        training.write_text(json.dumps(export.to_training_records(document), indent=1, ensure_ascii=False))
-        return {page.export_files: gr.update(value=[str(session), str(training)], visible=True)}
+def build() -> ExportUI:
+    with gr.Column(min_width=240, elem_classes=["gar-export"]):
+        with gr.Row(elem_classes=["gar-actions"]):
+            export_button = gr.Button("Export JSON", size="sm", elem_id="gar-export", min_width=110)
+            import_file = gr.UploadButton("Import JSON", file_types=[".json"], file_count="single", size="sm",
+                                          min_width=110)  # fmt: skip
+        files = gr.File(label="Downloads", file_count="multiple", interactive=False, visible=False, height=80)
+    return ExportUI(export_button, import_file, files)
 
-    @ui_action(page)
-    def on_import_uploaded(state, file):
-        ws = page.workspace(state)
-        path = payload_path(file)
-        if not path:
-            raise InputError("No file was uploaded.")
-        ws.require_image()
-        ws.restore(export.from_json(Path(path).read_bytes()))
-        return as_outputs(page, refresh_regions(ws)) | {page.chatbot: chat_messages(ws)}
 
-    page.export.click(on_export_clicked, [page.state], [page.export_files, page.notice], api_name="export")
-    page.import_file.upload(
-        on_import_uploaded, [page.state, page.import_file], page.outputs(page.chatbot), api_name="import"
-    )
+def render(session: Session) -> list:
+    return [gr.update(value=session.export_paths or None, visible=bool(session.export_paths))]
+
+
+def file_stem(name: str) -> str:
+    """A file name from an image name: its stem with anything unusual replaced."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", Path(name).stem).strip("._")[:80] or "image"
+
+
+def export_files(session: Session) -> str:
+    """``/export``: the session as ``NAME.gar.json`` and GAR's training format ``NAME.train.json``."""
+    ws = session.workspace
+    document = ws.document()
+    folder = session.exports()
+    stem = file_stem(document.image.name)
+    saved = folder / f"{stem}.gar.json"
+    saved.write_text(export.to_json(document))
+    training = folder / f"{stem}.train.json"
+    training.write_text(json.dumps(export.to_training_records(document), indent=1, ensure_ascii=False))
+    session.export_paths = [str(saved), str(training)]
+    ws.mark_saved()
+    return f"Exported {len(document.regions)} region(s) and {len(document.dialogue)} turn(s)."
+
+
+def import_file(session: Session, upload) -> str:
+    """``/import``: restore an exported session on the image it was made on."""
+    path = payload_path(upload)
+    if not path:
+        raise InputError("no file was uploaded")
+    ws = session.workspace
+    ws.require_image()
+    ws.restore(export.from_json(Path(path).read_bytes()))
+    return f"Imported {len(ws.regions)} region(s) and {len(ws.conversation.turns)} turn(s)."
+
+
+def wire(ui: ExportUI, wiring: Wiring, views: list[View]) -> None:
+    ui.export.click(**wiring.event(export_files, views=[ui.view, *views]), api_name="export")
+    ui.import_file.upload(**wiring.event(import_file, [ui.import_file]), preprocess=False, api_name="import")

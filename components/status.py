@@ -4,21 +4,21 @@ from __future__ import annotations
 
 import gradio as gr
 
-from components.page import Page
+from components.text import escape
 from gar_app.workspace import ANNOTATION_MODE, Services
 
 
 def status_text(services: Services) -> str:
-    segmenter = f"**Segmenter:** {services.segmenter.name}"
+    """Plain text, for the console."""
+    segmenter = f"Segmenter: {services.segmenter.name}"
     if services.gar is None:
         why = f" ({services.gar_problem})" if services.gar_problem else ""
-        return f"⚠️ **{ANNOTATION_MODE}**{why}\n\n{segmenter}"
+        return f"⚠️ {ANNOTATION_MODE}{why}\n{segmenter}"
     gar = services.gar
     dtype = str(gar.model.dtype).replace("torch.", "")
-    return (
-        f"**Model:** {gar.model_id} on {gar.device} ({dtype}) · up to {gar.prompt_numbers} regions  \n{segmenter}"
-    )
+    return f"Model: {gar.model_id} on {gar.device} ({dtype}) · up to {gar.prompt_numbers} regions\n{segmenter}"
 
 
-def build(page: Page, services: Services) -> None:
-    page.status = gr.Markdown(status_text(services), elem_classes=["gar-status"])
+def build(services: Services) -> gr.HTML:
+    lines = [escape(line) for line in status_text(services).splitlines()]
+    return gr.HTML("<br>".join(lines), js_on_load=None, elem_classes=["gar-status"], padding=False)

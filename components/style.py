@@ -2,28 +2,54 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from gar_app.regions import REGION_COLOURS, hex_to_rgb
 
+CANVAS_CSS = (Path(__file__).resolve().parent / "canvas.css").read_text()
 
-def _ink(colour: str) -> str:
+PAGE_CSS = """
+.gar-header { align-items: center; gap: 12px; flex-wrap: wrap; }
+.gar-header > * { flex: 0 1 auto !important; min-width: 0 !important; }
+.gar-header .gar-status { flex: 1 1 240px !important; }
+.gar-title h1 { margin: 0; font-size: 1.4em; white-space: nowrap; }
+.gar-status { font-size: 0.85em; opacity: 0.85; }
+#gar-notice:not(:has(.gar-notice)) { display: none; }
+.gar-notice { border-left: 4px solid var(--color-accent); padding: 4px 10px; margin: 2px 0;
+              background: var(--background-fill-secondary); overflow-wrap: anywhere; }
+.gar-notice.gar-warning { border-left-color: #e0a000; background: rgba(224,160,0,0.10); }
+.gar-ask { border: 2px solid #e0a000 !important; padding: 6px 10px !important; }
+.gar-ask-text { overflow-wrap: anywhere; }
+.gar-tag { font-weight: 600; padding: 0 3px; border-radius: 4px; }
+.gar-actions { gap: 6px; flex-wrap: wrap; }
+.gar-actions > * { min-width: 0 !important; flex: 0 1 auto !important; }
+.gar-regions { display: flex; flex-direction: column; gap: 6px; max-height: 46vh; overflow-y: auto; }
+.gar-region-row { padding: 6px 8px; border-radius: 6px; border: 1px solid var(--border-color-primary); cursor: pointer; }
+.gar-region-row.gar-selected { border: 2px solid var(--color-accent); background: var(--background-fill-secondary); }
+.gar-chip { display: inline-block; border: 1px solid rgba(0,0,0,0.35); border-radius: 12px; padding: 1px 10px;
+            font-weight: 700; font-size: 0.9em; }
+button.gar-chip { cursor: copy; }
+.gar-region-meta { margin-left: 8px; opacity: 0.75; font-size: 0.88em; }
+.gar-region-caption { margin-top: 4px; font-size: 0.92em; white-space: pre-wrap; overflow-wrap: anywhere;
+                      display: -webkit-box; -webkit-line-clamp: 4; -webkit-box-orient: vertical; overflow: hidden; }
+.gar-empty { opacity: 0.7; margin: 4px 0; }
+.gar-chips { display: flex; flex-wrap: wrap; gap: 4px; min-height: 1.6em; }
+#gar-chat .message-content, #gar-chat .message { white-space: pre-wrap; overflow-wrap: anywhere; }
+@media (max-width: 640px) {
+  .gar-header h1 { font-size: 1.1em; }
+  .gar-regions { max-height: 40vh; }
+}
+"""
+
+
+def ink(colour: str) -> str:
+    """Black or white, whichever reads better on ``colour``."""
     r, g, b = hex_to_rgb(colour)
     return "#000" if 0.299 * r + 0.587 * g + 0.114 * b > 140 else "#fff"
 
 
 def css() -> str:
-    rules = [
-        ".gar-status { font-size: 0.95em; }",
-        ".gar-notice { border-left: 4px solid #e0a000; padding: 4px 10px; background: rgba(224,160,0,0.08); }",
-        ".gar-tag { font-weight: 600; padding: 0 3px; border-radius: 4px; }",
-        "#gar-canvas img { cursor: crosshair; user-select: none; }",
-        ".gar-hidden { display: none !important; }",
-    ]
+    rules = [PAGE_CSS, CANVAS_CSS]
     for index, colour in enumerate(REGION_COLOURS):
-        rules.append(f".gar-tag-{index} {{ background: {colour}; color: {_ink(colour)}; }}")
+        rules.append(f".gar-tag-{index} {{ background: {colour}; color: {ink(colour)}; }}")
     return "\n".join(rules)
-
-
-def chip_style(index: int) -> str:
-    """Inline style of a region's chip (the region list renders from data, not classes)."""
-    colour = REGION_COLOURS[index % len(REGION_COLOURS)]
-    return f"background:{colour};color:{_ink(colour)}"

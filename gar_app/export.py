@@ -10,6 +10,11 @@ Image identity: ``sha256`` hashes the original file's bytes when the image came 
 (``sha256_of: "file"``; it finds that exact file again) and otherwise the decoded 8-bit RGB
 pixels, row-major H x W x 3 (``"pixels"``; video frames and in-memory images have no file).
 
+A user turn may carry ``masks`` (tag -> RLE): the masks it was asked about where they differ
+from the document's regions (the region was edited or deleted afterwards and the conversation
+went on). Every other tag a turn mentions was about the region of that tag in ``regions``.
+Files without ``masks`` read as before.
+
 ``mask_to_rle`` / ``rle_to_mask`` are the project's one RLE code path (GARBench uses them too).
 """
 
@@ -190,6 +195,8 @@ class Turn:
     time: str  # ISO 8601 UTC, see utc_now()
     model: str | None = None  # model id that wrote an assistant turn
     decoding: dict[str, Any] = field(default_factory=dict)  # e.g. {"do_sample": False, ...}
+    # tag -> COCO RLE of the mask a user turn saw, where that differs from the exported region
+    masks: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def tags(self) -> list[str]:
@@ -267,9 +274,17 @@ def to_dict(doc: AnnotationDocument) -> dict[str, Any]:
         "video": None if doc.video is None else {"name": doc.video.name, "frame_index": doc.video.frame_index,
                                                  "time_s": doc.video.time_s},
         "regions": [_region_dict(r) for r in doc.regions],
-        "dialogue": [{"role": t.role, "text": t.text, "tags": t.tags, "model": t.model,
-                      "decoding": dict(t.decoding), "time": t.time} for t in doc.dialogue],
+        "dialogue": [_turn_dict(t) for t in doc.dialogue],
     }
+
+
+def _turn_dict(turn: Turn) -> dict[str, Any]:
+    """A dialogue turn; ``masks`` only when the turn saw masks other than the exported regions'."""
+    data = {"role": turn.role, "text": turn.text, "tags": turn.tags, "model": turn.model,
+            "decoding": dict(turn.decoding), "time": turn.time}
+    if turn.masks:
+        data["masks"] = {name: dict(rle) for name, rle in sorted(turn.masks.items())}
+    return data
 
 
 def _dump(value: Any, level: int = 0) -> str:
@@ -387,6 +402,23 @@ def _read_turn(data: Any, where: str) -> Turn:
     return turn
 
 
+def _read_turn_masks(data: dict, where: str, height: int, width: int) -> dict[str, dict[str, Any]]:
+    """The optional ``masks`` of a turn (gar-app/1 files without it are read as before)."""
+    masks = _get(data, "masks", "dict", where, optional=True) if "masks" in data else None
+    checked = {}
+    for name, rle in (masks or {}).items():
+        if name not in tags_in(name) or name not in tags_in(data["text"]):
+            raise _bad(f"{where}.masks names {name!r}, which is not a tag its text mentions")
+        try:
+            mask = rle_to_mask(rle)
+        except InputError as error:
+            raise _bad(f"{where}.masks[{name!r}]: {error}") from None
+        if mask.shape != (height, width):
+            raise _bad(f"{where}.masks[{name!r}] is {mask.shape[1]}x{mask.shape[0]} but the image is {width}x{height}")
+        checked[name] = mask_to_rle(mask)
+    return checked
+
+
 def from_dict(data: Any) -> AnnotationDocument:
     if not isinstance(data, dict):
         raise _bad("the top level must be a JSON object")
@@ -417,6 +449,8 @@ def from_dict(data: Any) -> AnnotationDocument:
     if indices != sorted(set(indices)) or (indices and indices[0] < 0):
         raise _bad(f"region indices must be unique, non-negative and ascending, not {indices}")
     dialogue = [_read_turn(t, f"dialogue[{i}]") for i, t in enumerate(_get(data, "dialogue", "list", "document"))]
+    for i, (turn, raw) in enumerate(zip(dialogue, data["dialogue"], strict=True)):
+        turn.masks = _read_turn_masks(raw, f"dialogue[{i}]", height, width)
     return AnnotationDocument(info, regions, dialogue, frame)
 
 
@@ -440,8 +474,8 @@ def to_training_records(doc: AnnotationDocument) -> list[dict[str, Any]]:
     Regions with empty masks are dropped and the rest renumbered ``<Prompt0>..`` in index
     order, so ``mask_rle[k]`` is ``<Promptk>``. Each user turn answered by the next assistant
     turn becomes a human/gpt pair; captions not already given as an answer become
-    ``"Describe <Promptk> in detail."`` pairs. Pairs mentioning a dropped region are left
-    out. The first human value starts with ``"<image>\\n"``; tags stay as text, the trainer
+    ``"Describe <Promptk> in detail."`` pairs. Pairs mentioning a dropped region, or asked
+    about a mask the region no longer has (a turn with ``masks``), are left out. The first human value starts with ``"<image>\\n"``; tags stay as text, the trainer
     expands them into GAR's prompt.
     """
     kept = [r for r in doc.regions if r.area > 0]
@@ -450,7 +484,7 @@ def to_training_records(doc: AnnotationDocument) -> list[dict[str, Any]]:
     question: str | None = None
     for turn in doc.dialogue:
         if turn.role == "user":
-            question = turn.text
+            question = None if turn.masks else turn.text  # about masks the regions no longer have
         elif question is not None and turn.text.strip():
             pairs.append((question, turn.text))
             question = None

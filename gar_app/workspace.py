@@ -1,8 +1,12 @@
-"""One person's annotation session: the image, its regions, the marks behind them, the chat.
+"""One person's session: the image, the marking on it, the conversation about it, the export.
 
 The app keeps one ``Workspace`` per browser session and turns every user action into one
-method call here, so all behaviour can be tested without a browser. Heavy, shared things
-(the GAR model, the segmenter) live in ``Services``; a Workspace only holds references.
+call here (or on its ``marking`` / ``conversation``), so all behaviour can be tested without
+a browser. Marking (``gar_app.marking``: regions, marks, undo) and the conversation
+(``gar_app.conversation``: transcript, the masks it used, the model session) are separate;
+this class ties them to one image and keeps their shared rules: which tags are still taken,
+whether there is unsaved work, what an export holds. Heavy, shared things (the GAR model,
+the segmenter) live in ``Services``; a Workspace only holds references.
 """
 
 from __future__ import annotations
@@ -10,24 +14,27 @@ from __future__ import annotations
 import threading
 import weakref
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
 from PIL import Image
 
 from gar_app import export
+from gar_app.conversation import Conversation
 from gar_app.errors import InputError
 from gar_app.images import load_image, load_mask
+from gar_app.marking import Marking
 from gar_app.model.generation import GenerationSettings
-from gar_app.regions import Region, RegionSet, render_overlay
+from gar_app.regions import Region, RegionSet
 from gar_app.segment.base import Prompt, Segmenter
-from gar_app.tags import check_text, tag
+from gar_app.tags import find_tags
 
 ANNOTATION_MODE = (
     "Annotation mode: no GAR checkpoint is loaded, so Describe and the chat are off. "
     "You can still mark regions, type captions and export."
 )
+ASPECT_TOLERANCE = 0.01  # an uploaded mask this close to the image's shape is fitted to it
 
 
 @dataclass
@@ -41,6 +48,7 @@ class Services:
     segment_lock: threading.Lock = field(default_factory=threading.Lock)
     _live: OrderedDict = field(default_factory=OrderedDict)
     _live_lock: threading.Lock = field(default_factory=threading.Lock)
+    _segmented: weakref.ref | None = None  # the image the segmenter holds
 
     @property
     def prompt_numbers(self) -> int | None:
@@ -64,9 +72,12 @@ class Services:
                     old.release_cache()
 
     def segment(self, image: Image.Image, prompt: Prompt) -> np.ndarray:
-        """A mask from marks; the lock keeps two users' clicks from mixing SAM's image state."""
+        """A mask from marks. The lock keeps two users' clicks from mixing the segmenter's image;
+        the image is only handed over again when it changed (SAM encodes it each time)."""
         with self.segment_lock:
-            self.segmenter.set_image(image)
+            if self._segmented is None or self._segmented() is not image:
+                self.segmenter.set_image(image)
+                self._segmented = weakref.ref(image)
             return self.segmenter.segment_prompt(prompt).mask
 
 
@@ -76,134 +87,108 @@ def _stroke_points(stroke: np.ndarray, step: int = 8) -> list[tuple[int, int]]:
     return [(int(x) * step, int(y) * step) for x, y in zip(xs, ys, strict=True)]
 
 
+def _dots(points, size: tuple[int, int], step: int = 8) -> np.ndarray:
+    """The stroke mask back from exported scribble points (each stands for a step x step cell)."""
+    width, height = size
+    stroke = np.zeros((height, width), bool)
+    for x, y in points:
+        x, y = int(round(x)), int(round(y))
+        if 0 <= x < width and 0 <= y < height:
+            stroke[y : y + step, x : x + step] = True
+    return stroke
+
+
 class Workspace:
-    """Image + regions + marks + dialogue for one person."""
+    """Image + marking + conversation for one person."""
 
     def __init__(self, services: Services):
         self.services = services
         self.image: Image.Image | None = None
         self.info: export.ImageInfo | None = None
         self.video: export.VideoFrame | None = None
-        self.regions = RegionSet(limit=services.prompt_numbers)
-        self.current: int | None = None  # region the next mark edits; None = a new region
-        self.corner: tuple[float, float] | None = None  # first click of a two-click box
-        self.dialogue: list[export.Turn] = []
-        self.chat = None  # gar_app.model.ChatSession of the conversation in progress
-        self._chat_masks: dict[int, np.ndarray] = {}
+        self.marking: Marking | None = None
+        self.conversation = Conversation(services)
         self.stop = threading.Event()
+        self._saved = self._progress()
 
     # -- image ---------------------------------------------------------------------------
 
-    def set_image(self, source, name: str | None = None, video: export.VideoFrame | None = None) -> None:
-        """Start over on a new image (or video frame)."""
+    def set_image(
+        self,
+        source,
+        name: str | None = None,
+        video: export.VideoFrame | None = None,
+        regions: Mapping[int, np.ndarray] | None = None,
+    ) -> None:
+        """Start over on a new image or video frame, optionally with regions already on it
+        (``regions[k]`` becomes ``<Promptk>``, e.g. masks tracked from an earlier frame)."""
         image = load_image(source)
-        self.image = image
-        self.info = export.image_info(image, name=name or "image")
-        self.video = video
-        self.regions = RegionSet(limit=self.services.prompt_numbers)
-        self.current = None
-        self.corner = None
-        self.dialogue = []
-        self._end_chat()
+        info = export.image_info(image, name=name or "image")
+        marking = Marking(self._segmenter_for(image), image.size, self.services.prompt_numbers, self.reserved)
+        for index, mask in sorted((regions or {}).items()):
+            marking.add_region(load_mask(mask, size=image.size), index=index)
+        marking.forget_history()
+        self.image, self.info, self.video, self.marking = image, info, video, marking
+        self.conversation.clear()
+        self.mark_saved()
+
+    def _segmenter_for(self, image: Image.Image):
+        return lambda prompt: self.services.segment(image, prompt)
 
     def require_image(self) -> Image.Image:
         if self.image is None:
             raise InputError("load an image first (upload one, paste one, or pick an example)")
         return self.image
 
-    def render(self) -> np.ndarray | None:
-        """The canvas: the image with every region in its colour and tag, plus a pending corner."""
-        if self.image is None:
-            return None
-        canvas = render_overlay(self.image, self.regions, selected=self.current)
-        if self.corner is not None:
-            x, y = (int(round(v)) for v in self.corner)
-            radius = max(4, min(self.image.size) // 120)
-            canvas[max(0, y - radius) : y + radius + 1, max(0, x - 1) : x + 2] = (255, 255, 255)
-            canvas[max(0, y - 1) : y + 2, max(0, x - radius) : x + radius + 1] = (255, 255, 255)
-        return canvas
+    def require_marking(self) -> Marking:
+        self.require_image()
+        return self.marking
 
-    # -- marks ---------------------------------------------------------------------------
+    @property
+    def regions(self) -> RegionSet:
+        return self.marking.regions if self.marking is not None else RegionSet()
 
-    def _current_prompt(self) -> Prompt:
-        if self.current is None or self.current not in self.regions:
-            return Prompt()
-        return self.regions[self.current].prompt or Prompt()
+    def reserved(self) -> set[int]:
+        """Tags a new region may not take: the conversation and the captions still refer to them."""
+        texts = [t.text for t in self.conversation.turns] + [r.caption for r in self.regions]
+        return set(self.conversation.masks) | {k for text in texts for k in find_tags(text)}
 
-    def _apply(self, prompt: Prompt, mask: np.ndarray | None = None, source: str | None = None) -> Region:
-        image = self.require_image()
-        if mask is None:
-            mask = self.services.segment(image, prompt)
-        if not mask.any():
-            raise InputError("the segmenter found nothing there; try another point or a box")
-        if self.current is not None and self.current in self.regions:
-            region = self.regions.update(self.current, mask=mask, prompt=prompt, source=source)
-        else:
-            region = self.regions.add(mask=mask, prompt=prompt, source=source)
-            self.current = region.index
-        return region
+    # -- unsaved work --------------------------------------------------------------------
 
-    def add_point(self, x: float, y: float, positive: bool = True) -> Region:
-        """A click: one more point (include or exclude) for the current region."""
-        before = self._current_prompt()
-        prompt = Prompt(
-            points=[*before.points, (float(x), float(y))],
-            labels=[*before.labels, 1 if positive else 0],
-            box=before.box,
-        )
-        if not any(prompt.labels) and prompt.box is None:
-            raise InputError("start a region with an include point (or a box); exclude points refine it")
-        return self._apply(prompt)
+    def _progress(self) -> tuple:
+        marking = None if self.marking is None else (id(self.marking), self.marking.version)
+        return marking, len(self.conversation.turns), self.info and self.info.sha256
 
-    def box_click(self, x: float, y: float) -> Region | None:
-        """Two clicks make a box: the first sets a corner, the second segments."""
-        if self.corner is None:
-            self.require_image()
-            self.corner = (float(x), float(y))
-            return None
-        (x1, y1), self.corner = self.corner, None
-        return self.set_box((x1, y1, float(x), float(y)))
+    @property
+    def unsaved(self) -> bool:
+        """Regions or a conversation changed since the image was loaded, imported or exported."""
+        has_work = len(self.regions) > 0 or not self.conversation.is_empty
+        return has_work and self._progress() != self._saved
 
-    def set_box(self, box: tuple[float, float, float, float]) -> Region:
-        before = self._current_prompt()
-        return self._apply(Prompt(points=before.points, labels=before.labels, box=box))
+    def mark_saved(self) -> None:
+        self._saved = self._progress()
 
-    def add_scribble(self, stroke: np.ndarray) -> Region:
-        """A brush stroke (H x W, non-zero where drawn) segments the thing it covers."""
-        image = self.require_image()
-        stroke = load_mask(stroke, size=image.size)
-        if not stroke.any():
-            raise InputError("the scribble is empty: draw over the object with the brush first")
-        return self._apply(Prompt(scribble=stroke))
+    # -- marks that need the workspace ---------------------------------------------------
 
-    def add_mask(self, source) -> Region:
-        """An uploaded mask becomes (or replaces) the current region as is."""
-        image = self.require_image()
-        mask = load_mask(source, size=image.size)
-        if not mask.any():
-            raise InputError("the uploaded mask is empty (no non-zero pixel)")
-        return self._apply(Prompt(), mask=mask, source="mask")
+    def add_mask(self, source) -> tuple[Region, str | None]:
+        """An uploaded mask for the current region, with a note when it had to be fitted.
 
-    def new_region(self) -> None:
-        """The next mark starts the next <PromptN>."""
-        if self.services.prompt_numbers is not None and self.regions.is_full:
-            raise InputError(f"this model tells apart at most {self.services.prompt_numbers} regions")
-        self.current = None
-        self.corner = None
-
-    def select(self, tag_or_index) -> Region:
-        region = self.regions.get(tag_or_index)
-        self.current = region.index
-        return region
-
-    def delete(self, tag_or_index) -> Region:
-        region = self.regions.remove(tag_or_index)
-        if self.current == region.index:
-            self.current = None
-        return region
-
-    def set_caption(self, tag_or_index, caption: str) -> Region:
-        return self.regions.update(tag_or_index, caption=caption.strip())
+        A mask of the image's shape but another size (a half-size export, say) is resized to
+        the image; a mask of another shape is refused rather than stretched.
+        """
+        marking = self.require_marking()
+        mask = load_mask(source)
+        (width, height), (mw, mh) = marking.size, (mask.shape[1], mask.shape[0])
+        note = None
+        if (mw, mh) != (width, height):
+            if abs(mw / mh - width / height) > ASPECT_TOLERANCE * width / height:
+                raise InputError(
+                    f"the mask is {mw}x{mh} but the image is {width}x{height}, another shape; "
+                    "make the mask from this image"
+                )
+            mask = load_mask(mask, size=(width, height))
+            note = f"The mask was {mw}x{mh}; it was fitted to the image's {width}x{height}."
+        return marking.set_mask(mask), note
 
     # -- GAR -----------------------------------------------------------------------------
 
@@ -213,79 +198,31 @@ class Workspace:
             raise InputError(ANNOTATION_MODE + why)
         return self.services.gar
 
-    def stream_caption(self, tag_or_index, settings: GenerationSettings | None = None) -> Iterator[str]:
-        """Describe one region with GAR's single-region prompt; the caption fills in as it streams."""
+    def stream_caption(self, key, settings: GenerationSettings | None = None) -> Iterator[str]:
+        """Describe one region with GAR's single-region prompt; its caption fills in as it streams."""
         gar = self.require_gar()
-        region = self.regions.get(tag_or_index)
+        marking = self.require_marking()
+        region = marking.regions.get(key)
         self.stop.clear()
-        session = gar.chat(self.require_image(), [region.mask])
+        session = gar.chat(self.image, [region.mask])
         text = ""
-        try:
-            for piece in session.stream_describe(0, settings, stop=self.stop):
-                text += piece
-                yield text
-        finally:
-            if text:
-                self.set_caption(region.index, text)
-
-    def _end_chat(self) -> None:
-        self.chat = None
-        self._chat_masks = {}
-
-    def _chat_session(self):
-        """The conversation in progress, or a new one when regions it relies on changed."""
-        gar = self.require_gar()
-        masks = {r.index: r.mask for r in self.regions}
-        if self.chat is not None:
-            known = self._chat_masks
-            changed = [k for k in known if k not in masks or not np.array_equal(known[k], masks[k])]
-            if changed:
-                self._end_chat()
-            else:
-                for index, mask in masks.items():  # regions added since can still join
-                    self.chat.masks.setdefault(index, mask)
-                    known.setdefault(index, mask)
-        if self.chat is None:
-            self.chat = gar.chat(self.require_image(), masks)
-            self._chat_masks = dict(masks)
-        return self.chat
-
-    def new_conversation(self) -> None:
-        """Forget the chat (transcript and model state); regions and captions stay."""
-        self.dialogue = []
-        self._end_chat()
+        for piece in session.stream_describe(0, settings, stop=self.stop):
+            text += piece
+            if region.index in marking.regions:
+                marking.set_caption(region.index, text.strip())
+            yield text
 
     def stream_answer(self, question: str, settings: GenerationSettings | None = None) -> Iterator[str]:
-        """Ask in the running conversation; yields the answer so far as it grows."""
-        question = question.strip()
-        if not question:
-            raise InputError("type a question first (mention regions as <Prompt0>, <Prompt1>, ...)")
-        self.require_image()
-        missing = [tag(k) for k in check_text(question) if k not in self.regions]
-        if missing:
-            have = ", ".join(self.regions.tags) or "none yet"
-            raise InputError(f"the question mentions {', '.join(missing)}, which is not a region (regions: {have})")
-        settings = settings or GenerationSettings()
-        session = self._chat_session()
-        self.stop.clear()
-        stream = session.stream(question, settings, stop=self.stop)
-        first = next(stream, None)  # errors surface here, before the question is recorded
-        self.dialogue.append(export.Turn("user", question, export.utc_now()))
-        answer = export.Turn("assistant", "", export.utc_now(), self.services.model_id, settings.to_dict())
-        self.dialogue.append(answer)
-        text = first or ""
-        try:
-            if first is not None:
-                answer.text = text
-                yield text
-            for piece in stream:
-                text += piece
-                answer.text = text
-                yield text
-        finally:
-            answer.text = session.turns[-1].text if session.turns else text
-            answer.time = export.utc_now()
-            self.services.keep_warm(session)
+        """Ask in the conversation; yields the answer so far as it grows."""
+        self.require_gar()
+        image = self.require_image()
+        return self.conversation.stream(
+            question, image, self.regions, settings or GenerationSettings(), self.stop
+        )
+
+    def new_conversation(self) -> None:
+        """Forget the chat (transcript, masks, model state); regions and captions stay."""
+        self.conversation.clear()
 
     # -- export --------------------------------------------------------------------------
 
@@ -311,7 +248,8 @@ class Workspace:
                     scribble=[tuple(p) for p in scribble] if scribble is not None else [],
                 )
             )
-        return export.AnnotationDocument(self.info, regions, list(self.dialogue), self.video)
+        dialogue = self.conversation.exported_turns(self.regions)
+        return export.AnnotationDocument(self.info, regions, dialogue, self.video)
 
     def restore(self, document: export.AnnotationDocument) -> None:
         """Bring back an exported session on the image it was made on."""
@@ -323,34 +261,19 @@ class Workspace:
             raise InputError(
                 f"this file annotates {info.name} ({info.width}x{info.height}); load that image first, then import"
             )
-        regions = RegionSet(limit=self.services.prompt_numbers)
+        marking = Marking(self._segmenter_for(image), image.size, self.services.prompt_numbers, self.reserved)
         for item in document.regions:
             prompt = None
             if item.source != "mask":
+                scribble = _dots(item.scribble, image.size) if item.scribble else None
                 prompt = Prompt(
-                    points=item.points, labels=item.labels, box=item.prompt_box, scribble=item.scribble or None
+                    points=item.points, labels=item.labels, box=item.prompt_box, scribble=scribble
                 )
-            regions.add(mask=item.mask, source=item.source, prompt=prompt, caption=item.caption, index=item.index)
-        self.regions = regions
-        self.dialogue = list(document.dialogue)
+            marking.add_region(
+                item.mask, index=item.index, source=item.source, prompt=prompt, caption=item.caption
+            )
+        marking.forget_history()
+        self.marking = marking
         self.video = document.video or self.video
-        self.current = None
-        self.corner = None
-        self._end_chat()
-        self._resume_chat()
-
-    def _resume_chat(self) -> None:
-        """Give the model the imported dialogue, so the next question continues it."""
-        exchanges = [
-            (question.text, answer.text)
-            for question, answer in zip(self.dialogue, self.dialogue[1:], strict=False)
-            if question.role == "user" and answer.role == "assistant"
-        ]
-        if self.services.gar is None or not exchanges:
-            return
-        session = self._chat_session()
-        try:
-            session.replay(exchanges)
-        except InputError:  # e.g. a question about a region the file no longer has: start afresh
-            self._end_chat()
-
+        self.conversation.restore(document.dialogue, marking.regions)
+        self.mark_saved()

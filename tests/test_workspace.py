@@ -1,4 +1,4 @@
-"""One person's session without a browser: marks, regions, captions, chat, export and import."""
+"""One person's session without a browser: image, marking, captions, conversation, export, import."""
 
 from __future__ import annotations
 
@@ -24,6 +24,10 @@ def scene() -> Image.Image:
     return image
 
 
+def ask(ws: Workspace, question: str) -> str:
+    return list(ws.stream_answer(question, SHORT))[-1]
+
+
 @pytest.fixture()
 def ws(tiny_gar) -> Workspace:
     workspace = Workspace(Services(segmenter=GrabCutSegmenter(), gar=tiny_gar))
@@ -31,95 +35,139 @@ def ws(tiny_gar) -> Workspace:
     return workspace
 
 
-def test_points_box_and_new_region(ws):
-    disc = ws.add_point(45, 50)
-    assert disc.tag == "<Prompt0>" and disc.source == "points" and disc.mask[50, 45]
-    ws.add_point(44, 48, positive=False)  # an exclude point refines the same region
-    assert len(ws.regions) == 1 and list(ws.regions[0].prompt.labels) == [1, 0]
-    ws.new_region()
-    assert ws.box_click(95, 20) is None and ws.corner == (95.0, 20.0)
-    square = ws.box_click(150, 75)
-    assert square.tag == "<Prompt1>" and square.source == "box"
-    x1, y1, x2, y2 = square.box
-    assert x1 >= 95 and x2 <= 150 and y1 >= 20 and y2 <= 75
-    canvas = ws.render()
-    assert canvas.shape == (100, 160, 3)
-    assert tuple(canvas[50, 45]) != tuple(np.asarray(scene())[50, 45])  # the region is drawn
+@pytest.fixture()
+def two_regions(ws) -> Workspace:
+    ws.marking.add_point(45, 50)
+    ws.marking.new_region()
+    ws.marking.set_box((95, 20, 150, 75))
+    return ws
 
 
-def test_scribble_and_uploaded_mask(ws):
-    stroke = np.zeros((100, 160), dtype=bool)
-    stroke[45:55, 30:60] = True
-    region = ws.add_scribble(stroke)
-    assert region.source == "scribble" and region.mask[50, 45]
-    ws.new_region()
-    mask = np.zeros((50, 80), dtype=np.uint8)  # half size: resized to the image
-    mask[12:35, 50:73] = 255
-    uploaded = ws.add_mask(Image.fromarray(mask))
-    assert uploaded.source == "mask" and uploaded.mask.shape == (100, 160) and uploaded.mask[45, 120]
+def test_marks_make_regions_and_a_new_image_starts_over(ws):
+    disc = ws.marking.add_point(45, 50)
+    assert disc.tag == "<Prompt0>" and disc.mask[50, 45] and ws.unsaved
+    ws.set_image(Image.new("RGB", (80, 60)), name="black.png")
+    assert len(ws.regions) == 0 and ws.info.name == "black.png" and not ws.unsaved
+
+
+def test_an_image_can_come_with_regions(ws):
+    """What a video tab uses to show a frame with masks tracked from another frame."""
+    tracked = {0: np.zeros((100, 160), bool), 3: np.zeros((100, 160), bool)}
+    tracked[0][20:40, 20:40] = True
+    tracked[3][50:70, 100:140] = True
+    ws.set_image(scene(), name="clip_frame00012.png",
+                 video=export.VideoFrame("clip.webm", 12, 0.5), regions=tracked)  # fmt: skip
+    assert ws.regions.tags == ["<Prompt0>", "<Prompt3>"]
+    assert np.array_equal(ws.regions[3].mask, tracked[3]) and not ws.marking.can_undo
+    assert ws.document().video.frame_index == 12
+
+
+def test_an_uploaded_mask_of_the_same_shape_is_fitted_and_another_shape_refused(ws):
+    half = np.zeros((50, 80), np.uint8)
+    half[12:35, 50:73] = 255
+    region, note = ws.add_mask(Image.fromarray(half))
+    assert region.mask.shape == (100, 160) and region.mask[45, 120] and not region.mask[10, 10]
+    assert note == "The mask was 80x50; it was fitted to the image's 160x100."
+    with pytest.raises(InputError, match="80x80 but the image is 160x100, another shape"):
+        ws.add_mask(Image.fromarray(np.full((80, 80), 255, np.uint8)))
+    _same, note = ws.add_mask(Image.fromarray(np.pad(half, ((25, 25), (40, 40)))))
+    assert note is None
     with pytest.raises(InputError, match="empty"):
-        ws.add_mask(Image.fromarray(np.zeros((100, 160), dtype=np.uint8)))
-    with pytest.raises(InputError, match="scribble is empty"):
-        ws.add_scribble(np.zeros((100, 160), dtype=bool))
+        ws.add_mask(Image.fromarray(np.zeros((100, 160), np.uint8)))
 
 
-def test_region_limit_and_deletion_keep_tags(ws):
-    for k in range(5):
-        ws.new_region()
-        ws.add_mask(np.pad(np.ones((5, 5), bool), ((k * 10, 95 - k * 10), (0, 155))))
-    with pytest.raises(InputError, match="at most 5 regions"):
-        ws.new_region()
-    ws.delete("<Prompt1>")
-    assert ws.regions.tags == ["<Prompt0>", "<Prompt2>", "<Prompt3>", "<Prompt4>"]
-    ws.new_region()
-    assert ws.add_point(45, 50).tag == "<Prompt1>"  # the freed number is reused
+def test_a_caption_fills_in_while_it_streams(ws):
+    ws.marking.add_point(45, 50)
+    seen = []
+    for text in ws.stream_caption("<Prompt0>", SHORT):
+        seen.append((text, ws.regions[0].caption))
+    assert len(seen) >= 2 and all(caption == text.strip() for text, caption in seen)
+    assert ws.regions[0].caption == seen[-1][0].strip()
 
 
-def test_caption_streams_into_the_region(ws):
-    ws.add_point(45, 50)
-    texts = list(ws.stream_caption("<Prompt0>", SHORT))
-    assert texts and all(b.startswith(a) for a, b in zip(texts, texts[1:], strict=False))
-    assert ws.regions[0].caption == texts[-1].strip()
+def test_follow_ups_continue_one_conversation(two_regions):
+    ws = two_regions
+    ask(ws, "How is <Prompt0> placed next to <Prompt1>?")
+    session = ws.conversation.session
+    ask(ws, "And <Prompt1>?")
+    assert ws.conversation.session is session and len(session.turns) == 4
+    assert [t.role for t in ws.conversation.turns] == ["user", "assistant"] * 2
+    assert ws.conversation.turns[1].model == ws.services.model_id
+    assert ws.conversation.turns[1].decoding["max_new_tokens"] == 6
 
 
-def test_chat_turns_and_a_changed_region_starts_over(ws):
-    ws.add_point(45, 50)
-    ws.new_region()
-    ws.box_click(95, 20)
-    ws.box_click(150, 75)
-    answers = list(ws.stream_answer("How is <Prompt0> placed next to <Prompt1>?", SHORT))
-    assert answers
-    first_session = ws.chat
-    list(ws.stream_answer("And <Prompt1>?", SHORT))
-    assert ws.chat is first_session, "follow-ups continue the same conversation"
-    assert [t.role for t in ws.dialogue] == ["user", "assistant"] * 2
-    assert ws.dialogue[1].model == ws.services.model_id and ws.dialogue[1].decoding["max_new_tokens"] == 6
-    ws.select("<Prompt1>")
-    smaller = np.zeros((100, 160), dtype=bool)
-    smaller[30:60, 105:140] = True
-    ws.add_mask(smaller)  # editing a region the conversation relies on
-    list(ws.stream_answer("And now <Prompt1>?", SHORT))
-    assert ws.chat is not first_session
-    assert len(ws.dialogue) == 6, "the transcript keeps the earlier turns"
+def test_new_conversation_forgets_every_turn(two_regions):
+    ws = two_regions
+    first = ask(ws, "What is <Prompt0>?")
+    ask(ws, "Is <Prompt1> blue?")
+    ws.new_conversation()
+    again = ask(ws, "What is <Prompt0>?")
+    assert again == first, "a fresh conversation answers as the first one did"
+    assert len(ws.conversation.session.turns) == 2 and len(ws.conversation.turns) == 2
 
 
-def test_bad_question_keeps_the_transcript(ws):
-    ws.add_point(45, 50)
-    list(ws.stream_answer("What is <Prompt0>?", SHORT))
+def test_editing_a_region_the_conversation_used_is_flagged_and_refused_until_decided(two_regions):
+    ws = two_regions
+    ask(ws, "Compare <Prompt0> and <Prompt1>.")
+    old = ws.regions[1].mask.copy()
+    ws.marking.select("<Prompt1>")
+    ws.marking.set_box((100, 25, 130, 60))
+    assert ws.conversation.conflicts(ws.regions) == [1]
+    with pytest.raises(InputError, match="<Prompt1> changed after this conversation used it"):
+        ask(ws, "What about <Prompt1> now?")
+    ask(ws, "And <Prompt0>?")  # regions that did not change can still be asked about
+    ws.conversation.keep_old_masks(ws.regions)
+    assert ws.conversation.conflicts(ws.regions) == [] and ws.conversation.changed(ws.regions) == [1]
+    document = export.from_json(export.to_json(ws.document()))
+    first = document.dialogue[0]
+    assert list(first.masks) == ["<Prompt1>"]
+    assert np.array_equal(export.rle_to_mask(first.masks["<Prompt1>"]), old)
+    assert not document.dialogue[2].masks, "a turn about <Prompt0> only saw the exported mask"
+    assert export.to_training_records(document)[0]["conversations"][0]["value"].endswith("And <Prompt0>?")
+    ws.marking.undo()  # the edit taken back: nothing is out of date any more
+    assert ws.conversation.changed(ws.regions) == []
+
+
+def test_a_deleted_region_keeps_its_tag_for_the_conversation(two_regions):
+    ws = two_regions
+    ask(ws, "Compare <Prompt0> and <Prompt1>.")
+    old = ws.regions[1].mask.copy()
+    ws.marking.delete("<Prompt1>")
+    assert ws.conversation.conflicts(ws.regions) == [1]
+    ws.marking.new_region()
+    assert ws.marking.add_point(120, 45).tag == "<Prompt2>", "<Prompt1> is not reused while the chat mentions it"
+    document = ws.document()
+    assert [r.tag for r in document.regions] == ["<Prompt0>", "<Prompt2>"]
+    assert np.array_equal(export.rle_to_mask(document.dialogue[0].masks["<Prompt1>"]), old)
+    ws.new_conversation()
+    ws.marking.new_region()
+    assert ws.marking.add_point(125, 50).tag == "<Prompt1>", "a new conversation frees the tag"
+
+
+def test_a_caption_that_mentions_a_tag_keeps_it_taken(ws):
+    ws.marking.add_point(45, 50)
+    ws.marking.new_region()
+    ws.marking.add_point(120, 45)
+    ws.marking.set_caption(0, "left of <Prompt1>")
+    ws.marking.delete(1)
+    ws.marking.new_region()
+    assert ws.marking.add_point(125, 50).tag == "<Prompt2>"
+
+
+def test_a_failed_question_changes_nothing(ws):
+    ws.marking.add_point(45, 50)
+    ask(ws, "What is <Prompt0>?")
     with pytest.raises(InputError, match="<Prompt3>, which is not a region"):
-        list(ws.stream_answer("What is <Prompt3>?", SHORT))
+        ask(ws, "What is <Prompt3>?")
     with pytest.raises(InputError, match="type a question"):
-        list(ws.stream_answer("  ", SHORT))
-    assert len(ws.dialogue) == 2
+        ask(ws, "  ")
+    assert len(ws.conversation.turns) == 2 and list(ws.conversation.masks) == [0]
 
 
-def test_export_and_restore_bit_identical(ws, tiny_gar):
-    ws.add_point(45, 50)
-    ws.set_caption(0, "a red disc")
-    ws.new_region()
-    ws.box_click(95, 20)
-    ws.box_click(150, 75)
-    list(ws.stream_answer("Compare <Prompt0> and <Prompt1>.", SHORT))
+def test_export_and_restore_bit_identical_and_the_chat_continues(two_regions, tiny_gar):
+    ws = two_regions
+    ws.marking.set_caption(0, "a red disc")
+    ask(ws, "Compare <Prompt0> and <Prompt1>.")
     text = export.to_json(ws.document())
 
     other = Workspace(Services(segmenter=GrabCutSegmenter(), gar=tiny_gar))
@@ -128,10 +176,27 @@ def test_export_and_restore_bit_identical(ws, tiny_gar):
     assert export.to_json(other.document()) == text
     for a, b in zip(ws.regions, other.regions, strict=True):
         assert np.array_equal(a.mask, b.mask) and a.tag == b.tag and a.caption == b.caption
+    assert not other.unsaved and not other.marking.can_undo
+    ask(other, "And <Prompt0>?")
+    assert len(other.conversation.session.turns) == 4, "the imported exchange is part of the model's context"
+
+
+def test_an_imported_dialogue_about_a_missing_region_cannot_go_on(ws, tiny_gar):
+    ws.marking.add_point(45, 50)
+    ws.marking.new_region()
+    ws.marking.add_point(120, 45)
+    ask(ws, "Compare <Prompt0> and <Prompt1>.")
+    data = export.to_dict(ws.document())
+    data["regions"] = data["regions"][:1]  # an old file: the region is gone and the turn has no mask
+    ws.restore(export.from_dict(data))
+    with pytest.raises(InputError, match="cannot be continued"):
+        ask(ws, "What is <Prompt0>?")
+    ws.new_conversation()
+    ask(ws, "What is <Prompt0>?")
 
 
 def test_restore_refuses_another_image(ws):
-    ws.add_point(45, 50)
+    ws.marking.add_point(45, 50)
     document = ws.document()
     ws.set_image(Image.new("RGB", (160, 100), (0, 0, 0)), name="black.png")
     with pytest.raises(InputError, match="load that image first"):
@@ -139,13 +204,24 @@ def test_restore_refuses_another_image(ws):
     assert len(ws.regions) == 0
 
 
+def test_unsaved_work_is_known_until_exported(ws):
+    assert not ws.unsaved
+    ws.marking.add_point(45, 50)
+    assert ws.unsaved
+    ws.document()
+    ws.mark_saved()
+    assert not ws.unsaved
+    ws.marking.set_caption(0, "changed")
+    assert ws.unsaved
+
+
 def test_annotation_mode_without_a_model():
     ws = Workspace(Services(segmenter=GrabCutSegmenter()))
     with pytest.raises(InputError, match="load an image first"):
-        ws.add_point(1, 1)
+        ws.require_marking()
     ws.set_image(scene(), name="scene.png")
-    ws.add_point(45, 50)
-    ws.set_caption(0, "typed by hand")
+    ws.marking.add_point(45, 50)
+    ws.marking.set_caption(0, "typed by hand")
     with pytest.raises(InputError, match=ANNOTATION_MODE[:20]):
         list(ws.stream_caption(0))
     with pytest.raises(InputError, match=ANNOTATION_MODE[:20]):
@@ -159,22 +235,26 @@ def test_only_the_most_recent_conversations_keep_their_cache(tiny_gar):
     people = [Workspace(services) for _ in range(3)]
     for ws in people:
         ws.set_image(scene(), name="scene.png")
-        ws.add_point(45, 50)
-        list(ws.stream_answer("What is <Prompt0>?", SHORT))
-    assert [ws.chat.holds_cache for ws in people] == [False, True, True]
-    list(people[0].stream_answer("And again <Prompt0>?", SHORT))  # recomputed, then kept
-    assert [ws.chat.holds_cache for ws in people] == [True, False, True]
+        ws.marking.add_point(45, 50)
+        ask(ws, "What is <Prompt0>?")
+    assert [ws.conversation.session.holds_cache for ws in people] == [False, True, True]
+    ask(people[0], "And again <Prompt0>?")  # recomputed, then kept
+    assert [ws.conversation.session.holds_cache for ws in people] == [True, False, True]
 
 
-def test_an_imported_dialogue_continues(ws, tiny_gar):
-    ws.add_point(45, 50)
-    list(ws.stream_answer("What is <Prompt0>?", SHORT))
-    list(ws.stream_answer("Is <Prompt0> round?", SHORT))
-    document = export.from_json(export.to_json(ws.document()))
+def test_the_segmenter_gets_each_image_once(tiny_gar):
+    class Counting(GrabCutSegmenter):
+        images = 0
 
-    other = Workspace(Services(segmenter=GrabCutSegmenter(), gar=tiny_gar))
-    other.set_image(scene(), name="scene.png")
-    other.restore(document)
-    assert other.chat is not None and [t.text for t in other.chat.turns] == [t.text for t in document.dialogue]
-    list(other.stream_answer("And its colour?", SHORT))
-    assert len(other.dialogue) == 6 and len(other.chat.turns) == 6
+        def _set_rgb(self, rgb):
+            Counting.images += 1
+            super()._set_rgb(rgb)
+
+    ws = Workspace(Services(segmenter=Counting(), gar=tiny_gar))
+    ws.set_image(scene(), name="scene.png")
+    ws.marking.add_point(45, 50)
+    ws.marking.add_point(50, 55)
+    assert Counting.images == 1
+    ws.set_image(scene(), name="again.png")
+    ws.marking.add_point(45, 50)
+    assert Counting.images == 2

@@ -128,6 +128,19 @@ class ChatSession:
             self.turns.append(Turn("assistant", answer.strip(), finished=time.time()))
         self.release_cache()
 
+    def add_region(self, index: int, mask: np.ndarray) -> None:
+        """Make ``mask`` region ``<Prompt{index}>`` of this conversation.
+
+        A region no turn has used yet may be replaced; one the conversation has used keeps
+        its mask (changing it would change what earlier turns were about), so another mask
+        for it is refused.
+        """
+        mask = load_mask(mask, size=self.image.size)
+        if index in self._introduced and not np.array_equal(self.masks[index], mask):
+            raise InputError(f"{tag(index)} is already part of this conversation with another mask; "
+                             "start a new conversation to use the new one")  # fmt: skip
+        self.masks[int(index)] = mask
+
     def _question_prompt(self, question: str) -> tuple[str, list[int]]:
         """GAR's prompt for a question: the first turn lists the regions, later ones add new ones."""
         question = question.strip()
