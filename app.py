@@ -58,22 +58,22 @@ def build_demo(services: Services, session_ttl: float = SESSION_TTL_S) -> gr.Blo
     with gr.Blocks(title="GAR App — talk about regions", delete_cache=EXPORT_CACHE) as demo:
         state = gr.State(None, time_to_live=session_ttl, delete_callback=close_session)
         with gr.Row(elem_classes=["gar-header"], equal_height=True):
-            gr.HTML("<h1>GAR App</h1>", js_on_load=None, padding=False, elem_classes=["gar-title"], min_width=120)
             status.build(services)
             export_ui = export_panel.build()
-        notice = gr.HTML("", js_on_load=None, elem_id="gar-notice", padding=False)
-        ask_ui = ask_bar.build()
+        ask_ui = ask_bar.build()  # fixed at the bottom of the window while it asks
         with gr.Row(equal_height=False):
             with gr.Column(scale=3, min_width=320), gr.Tabs(selected="image") as left_tabs:
                 with gr.Tab("Image", id="image"):
                     canvas_ui = canvas.build()
                 with gr.Tab("Video", id="video"):
                     video_ui = video_input.build()
-            with gr.Column(scale=2, min_width=300), gr.Tabs():
-                with gr.Tab("Regions", id="regions"):
-                    regions_ui = regions_panel.build(services)
-                with gr.Tab("Chat", id="chat"):
-                    chat_ui = chat.build(services)
+            with gr.Column(scale=2, min_width=300):
+                notice = gr.HTML("", js_on_load=None, elem_id="gar-notice", padding=False, label="Notice")
+                with gr.Tabs():
+                    with gr.Tab("Regions", id="regions"):
+                        regions_ui = regions_panel.build(services)
+                    with gr.Tab("Chat", id="chat"):
+                        chat_ui = chat.build(services)
 
         wiring = Wiring(services, state, notice, [canvas_ui.view, regions_ui.view, chat_ui.view, ask_ui.view])
         canvas.wire(canvas_ui, wiring)

@@ -22,7 +22,7 @@ from gar_app.tags import tag
 
 @dataclass
 class AskUI:
-    group: gr.Group
+    group: gr.Column
     text: gr.HTML
     first: gr.Button
     second: gr.Button
@@ -35,8 +35,8 @@ class AskUI:
 
 
 def build() -> AskUI:
-    with gr.Group(visible=False, elem_classes=["gar-ask"]) as group:
-        text = gr.HTML("", js_on_load=None, elem_classes=["gar-ask-text"], padding=False)
+    with gr.Column(visible=False, elem_id="gar-ask", variant="panel") as group:
+        text = gr.HTML("", js_on_load=None, elem_classes=["gar-ask-text"], padding=False, label="Question for you")
         with gr.Row(elem_classes=["gar-actions"]):
             first = gr.Button("Yes", variant="primary", size="sm", elem_id="gar-ask-first")
             second = gr.Button("No", size="sm", elem_id="gar-ask-second")

@@ -69,16 +69,16 @@ class CanvasUI:
 
 
 def build() -> CanvasUI:
-    stage = gr.HTML(value=None, html_template=TEMPLATE, js_on_load=SCRIPT,
-                    elem_id="gar-canvas-block", padding=False, apply_default_css=False)  # fmt: skip
     with gr.Row(elem_classes=["gar-actions"]):
         new_region = gr.Button("New region", elem_id="gar-new-region", size="sm", variant="primary")
         undo = gr.Button("Undo", elem_id="gar-undo", size="sm", interactive=False)
         redo = gr.Button("Redo", elem_id="gar-redo", size="sm", interactive=False)
         mask_upload = gr.UploadButton("Upload mask", file_types=["image"], size="sm", elem_id="gar-mask-upload")
+    stage = gr.HTML(value=None, html_template=TEMPLATE, js_on_load=SCRIPT, label="Canvas",
+                    elem_id="gar-canvas-block", padding=False, apply_default_css=False)  # fmt: skip
     image_input = gr.Image(type="filepath", visible=False, label="Image")
     examples = gr.Examples(example_images(), inputs=[image_input], label="Examples (CC0 photos)",
-                           examples_per_page=8)  # fmt: skip
+                           examples_per_page=8, elem_id="gar-examples")  # fmt: skip
     with gr.Group(visible=False):  # inputs of the API-only endpoints (scripts call /mark, /box, /stroke)
         api = {
             "tool": gr.Textbox(label="tool"), "x": gr.Number(label="x"), "y": gr.Number(label="y"),

@@ -89,7 +89,7 @@ def build(services: Services) -> ChatUI:
         placeholder="Ask about your regions, e.g. <i>What is the relationship between &lt;Prompt0&gt; and "
         "&lt;Prompt1&gt;?</i> Click a tag below to insert it.",
     )
-    chips = gr.HTML(value=[], html_template=CHIPS_TEMPLATE, js_on_load=CHIPS_SCRIPT, padding=False)
+    chips = gr.HTML(value=[], html_template=CHIPS_TEMPLATE, js_on_load=CHIPS_SCRIPT, padding=False, label="Tags")
     question = gr.Textbox(
         label="Question",
         placeholder="Mention regions as <Prompt0>, <Prompt1>, … and press Enter" if has_model
@@ -135,12 +135,11 @@ def ask(session: Session, question: str, *settings):
     """``/ask``: the answer streams into the chat; the question box empties once it is taken."""
     ws = session.workspace
     ws.require_gar()
-    stream = ws.stream_answer(question, decoding_settings(*settings))
-    first = True
-    for _text in stream:
-        yield {"question": ""} if first else None
-        first = False
-    yield {"question": ""}
+    cleared = False  # the box empties once, so a question typed meanwhile is not wiped at the end
+    for _text in ws.stream_answer(question, decoding_settings(*settings)):
+        yield None if cleared else {"question": ""}
+        cleared = True
+    yield None if cleared else {"question": ""}
 
 
 def stop_answer(state: Session | None) -> None:

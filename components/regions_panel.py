@@ -77,7 +77,8 @@ class RegionsUI:
 
 
 def build(services: Services) -> RegionsUI:
-    rows = gr.HTML(value=[], html_template=TEMPLATE, js_on_load=SCRIPT, elem_id="gar-region-list", padding=False)
+    rows = gr.HTML(value=[], html_template=TEMPLATE, js_on_load=SCRIPT, elem_id="gar-region-list", padding=False,
+                   label="Regions")  # fmt: skip
     has_model = services.gar is not None
     caption = gr.Textbox(label="Caption", lines=2, max_lines=10, interactive=False, elem_id="gar-caption",
                          placeholder="Select a region, then type its caption or press Describe")  # fmt: skip
@@ -137,7 +138,7 @@ def select_region(session: Session, tag: str) -> None:
     session.workspace.require_marking().select(tag)
 
 
-def set_caption(session: Session, caption: str) -> None:
+def caption_edited(session: Session, caption: str) -> None:
     region = _current(session)
     if (caption or "").strip() != region.caption:
         session.workspace.marking.set_caption(region.index, (caption or "").strip())
@@ -193,8 +194,8 @@ def describe_all(session: Session, *settings):
 def wire(ui: RegionsUI, wiring: Wiring, settings: list) -> None:
     gar = {"concurrency_limit": 1, "concurrency_id": "gar"}
     ui.rows.pick_region(**wiring.event(pick_region), api_visibility="private")
-    ui.caption.blur(**wiring.event(set_caption, [ui.caption]), api_visibility="private")
-    ui.caption.submit(**wiring.event(set_caption, [ui.caption]),
+    ui.caption.blur(**wiring.event(caption_edited, [ui.caption]), api_visibility="private")
+    ui.caption.submit(**wiring.event(caption_edited, [ui.caption]),
                       api_visibility="private")  # fmt: skip
     ui.delete.click(**wiring.event(delete_current), api_visibility="private")
     ui.describe.click(**wiring.event(describe_current, settings, views=[ui.view], gpu=True), **gar,

@@ -20,5 +20,7 @@ def status_text(services: Services) -> str:
 
 
 def build(services: Services) -> gr.HTML:
-    lines = [escape(line) for line in status_text(services).splitlines()]
-    return gr.HTML("<br>".join(lines), js_on_load=None, elem_classes=["gar-status"], padding=False)
+    """The page title with the status beside it."""
+    lines = "<br>".join(escape(line) for line in status_text(services).splitlines())
+    markup = f'<div class="gar-title"><h1>GAR App</h1><div class="gar-status">{lines}</div></div>'
+    return gr.HTML(markup, js_on_load=None, padding=False, min_width=300)

@@ -9,16 +9,18 @@ from gar_app.regions import REGION_COLOURS, hex_to_rgb
 CANVAS_CSS = (Path(__file__).resolve().parent / "canvas.css").read_text()
 
 PAGE_CSS = """
-.gar-header { align-items: center; gap: 12px; flex-wrap: wrap; }
-.gar-header > * { flex: 0 1 auto !important; min-width: 0 !important; }
-.gar-header .gar-status { flex: 1 1 240px !important; }
+.gar-header { align-items: center; gap: 8px; flex-wrap: wrap; }
+.gar-title { display: flex; align-items: center; gap: 16px; flex-wrap: wrap; }
 .gar-title h1 { margin: 0; font-size: 1.4em; white-space: nowrap; }
-.gar-status { font-size: 0.85em; opacity: 0.85; }
+.gar-status { font-size: 0.8em; opacity: 0.8; line-height: 1.35; }
+.gar-export { align-items: flex-end; }
 #gar-notice:not(:has(.gar-notice)) { display: none; }
 .gar-notice { border-left: 4px solid var(--color-accent); padding: 4px 10px; margin: 2px 0;
               background: var(--background-fill-secondary); overflow-wrap: anywhere; }
 .gar-notice.gar-warning { border-left-color: #e0a000; background: rgba(224,160,0,0.10); }
-.gar-ask { border: 2px solid #e0a000 !important; padding: 6px 10px !important; }
+#gar-ask { position: fixed; z-index: 60; left: 50%; bottom: 16px; transform: translateX(-50%);
+           width: min(760px, calc(100vw - 24px)); border: 2px solid #e0a000 !important;
+           box-shadow: 0 6px 24px rgba(0,0,0,0.25); background: var(--background-fill-primary) !important; }
 .gar-ask-text { overflow-wrap: anywhere; }
 .gar-tag { font-weight: 600; padding: 0 3px; border-radius: 4px; }
 .gar-actions { gap: 6px; flex-wrap: wrap; }
@@ -36,7 +38,10 @@ button.gar-chip { cursor: copy; }
 .gar-chips { display: flex; flex-wrap: wrap; gap: 4px; min-height: 1.6em; }
 #gar-chat .message-content, #gar-chat .message { white-space: pre-wrap; overflow-wrap: anywhere; }
 @media (max-width: 640px) {
-  .gar-header h1 { font-size: 1.1em; }
+  .gar-header { flex-direction: column; align-items: stretch !important; }
+  .gar-header > * { width: 100% !important; }
+  .gar-export { align-items: flex-start; }
+  .gar-title h1 { font-size: 1.15em; }
   .gar-regions { max-height: 40vh; }
 }
 """

@@ -30,13 +30,13 @@ class VideoUI:
 
 
 def build() -> VideoUI:
-    clip = gr.Video(label="Video — upload one, then choose a frame", sources=["upload"], height=300)
+    clip = gr.Video(label="Video — upload one, then choose a frame", sources=["upload"], height=300, elem_id="gar-video")
     if EXAMPLES:
         gr.Examples(EXAMPLES, inputs=[clip], label="Example video")
     with gr.Row():
         frame = gr.Slider(0, 1, value=0, step=1, label="Frame", interactive=False, scale=3)
         time = gr.Number(label="or time (s)", value=0, minimum=0, scale=1)
-    preview = gr.Image(label="Frame preview", interactive=False, height=220)
+    preview = gr.Image(label="Frame preview", interactive=False, height=220, elem_id="gar-frame-preview")
     use = gr.Button("Annotate this frame", variant="primary")
     return VideoUI(clip, frame, time, preview, use)
 

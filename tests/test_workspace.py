@@ -135,7 +135,9 @@ def test_a_deleted_region_keeps_its_tag_for_the_conversation(two_regions):
     ws.marking.delete("<Prompt1>")
     assert ws.conversation.conflicts(ws.regions) == [1]
     ws.marking.new_region()
-    assert ws.marking.add_point(120, 45).tag == "<Prompt2>", "<Prompt1> is not reused while the chat mentions it"
+    assert ws.marking.add_point(120, 45).tag == "<Prompt2>", (
+        "<Prompt1> is not reused while the chat mentions it"
+    )
     document = ws.document()
     assert [r.tag for r in document.regions] == ["<Prompt0>", "<Prompt2>"]
     assert np.array_equal(export.rle_to_mask(document.dialogue[0].masks["<Prompt1>"]), old)
