@@ -1,0 +1,132 @@
+"""How long a visitor's session lives and what a public app limits: a closed tab or an idle
+session is freed (model state, image, export files), exports do not pile up, and the
+launch options (login, upload size, queue length) reach Gradio."""
+
+from __future__ import annotations
+
+import time
+
+import gradio as gr
+import pytest
+from browser import ARTIFACTS, click_at, launch, load, needs_chromium, open_page, server_session, unique_copy
+from conftest import REPO, free_port
+from gradio_client import handle_file
+
+import app as app_module
+from components.session import Session
+
+CAT = str(REPO / "assets" / "examples" / "cat.jpg")
+GREEDY = ("Greedy (as in the paper)", 0.7, 0.9, 16)
+
+
+def wait_until(condition, seconds: float = 60, what: str = "the condition") -> None:
+    deadline = time.time() + seconds
+    while not condition():
+        if time.time() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.1)
+
+
+def sessions(demo) -> list[Session]:
+    return [value for state in list(demo.state_holder.session_data.values())
+            for value in list(state.state_data.values()) if isinstance(value, Session)]  # fmt: skip
+
+
+class ShortLivedApp:
+    """The app with sessions that expire after ``ttl`` idle seconds."""
+
+    def __init__(self, services, ttl: float):
+        from components.style import css
+
+        self.demo = app_module.build_demo(services, session_ttl=ttl)
+        self.demo.queue(default_concurrency_limit=4)
+        _app, self.url, _share = self.demo.launch(server_name="127.0.0.1", server_port=free_port(),
+                                                  prevent_thread_lock=True, quiet=True, css=css())  # fmt: skip
+
+    def client(self):
+        from gradio_client import Client
+
+        return Client(self.url, verbose=False)
+
+
+@pytest.fixture(scope="module")
+def short_lived(tiny_gar):
+    from gar_app.segment import GrabCutSegmenter
+    from gar_app.workspace import Services
+
+    server = ShortLivedApp(Services(segmenter=GrabCutSegmenter(), gar=tiny_gar), ttl=3)
+    yield server
+    server.demo.close()
+
+
+def test_an_idle_api_session_is_freed_with_its_model_state_and_files(short_lived):
+    client = short_lived.client()
+    client.predict(handle_file(CAT), api_name="/load_image")
+    client.predict("include", 200, 130, api_name="/mark")
+    list(client.submit("What is <Prompt0>?", *GREEDY, api_name="/ask"))
+    client.predict(api_name="/export")
+    session = next(s for s in sessions(short_lived.demo) if s.workspace.conversation.turns)
+    exports = session._exports
+    assert exports is not None and any(exports.iterdir()) and session.workspace.conversation.session is not None
+    wait_until(lambda: session.workspace.image is None, what="the idle session to be freed")
+    assert session.workspace.conversation.session is None and session.workspace.marking is None
+    assert not exports.exists(), "its export files are gone"
+    assert session not in sessions(short_lived.demo)
+
+
+def test_exports_replace_the_previous_ones(gar_app_server):
+    client = gar_app_server.client()
+    client.predict(handle_file(CAT), api_name="/load_image")
+    client.predict("include", 200, 130, api_name="/mark")
+    client.predict(api_name="/export")
+    client.predict(api_name="/new_region")
+    client.predict("include", 330, 150, api_name="/mark")
+    client.predict(api_name="/export")
+    session = next(s for s in sessions(gar_app_server.demo) if s._exports and len(s.workspace.regions) == 2)
+    assert sorted(p.name for p in session._exports.iterdir()) == ["cat.gar.json", "cat.train.json"]
+    assert gar_app_server.demo.delete_cache == app_module.EXPORT_CACHE
+
+
+@needs_chromium
+@pytest.mark.browser
+def test_closing_the_tab_frees_its_session(gar_app_server, tmp_path):
+    sync_api = pytest.importorskip("playwright.sync_api")
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_api.sync_playwright() as playwright:
+        browser = launch(playwright)
+        page = open_page(browser, gar_app_server.url)
+        cat = unique_copy("cat.jpg", tmp_path)
+        load(page, cat)
+        click_at(page, 200, 130)
+        session = server_session(gar_app_server, cat.name)
+        assert session.workspace.image is not None
+        page.context.close()
+        browser.close()
+    wait_until(lambda: session.workspace.image is None, seconds=90, what="the closed tab's session to be freed")
+    assert session.workspace.marking is None
+
+
+def test_launch_options_reach_gradio(monkeypatch):
+    seen = {}
+
+    def record(name):
+        def call(self, **options):
+            seen[name] = {**seen.get(name, {}), **options}
+            return self
+
+        return call
+
+    monkeypatch.setattr(gr.Blocks, "queue", record("queue"))
+    monkeypatch.setattr(gr.Blocks, "launch", record("launch"))
+    monkeypatch.delenv("GAR_APP_AUTH", raising=False)
+    app_module.main(["--no-model", "--no-sam-download", "--auth", "ann:secret", "--max-file-size", "5mb",
+                     "--queue-size", "7", "--port", "7999"])  # fmt: skip
+    assert seen["launch"]["auth"] == ("ann", "secret") and seen["launch"]["max_file_size"] == "5mb"
+    assert seen["queue"]["max_size"] == 7
+    seen.clear()
+    monkeypatch.setenv("GAR_APP_AUTH", "bob:pw:with:colons")
+    app_module.main(["--no-model", "--no-sam-download"])
+    assert seen["launch"]["auth"] == ("bob", "pw:with:colons") and seen["launch"]["max_file_size"] == "50mb"
+    assert seen["queue"]["max_size"] == 64
+    with pytest.raises(SystemExit, match="USER:PASS"):
+        app_module.parse_auth("nobody")
