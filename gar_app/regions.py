@@ -263,12 +263,9 @@ class RegionSet:
         return int(np.count_nonzero(self.get(a).mask & self.get(b).mask))
 
 
-def _text_colour(rgb: tuple[int, int, int]) -> tuple[int, int, int]:
-    """Dark palette colours are lightened for text so they read on the dark outline."""
-    luminance = (0.299 * rgb[0] + 0.587 * rgb[1] + 0.114 * rgb[2]) / 255
-    if luminance >= 0.25:
-        return rgb
-    return tuple(int(c + (255 - c) * 0.5) for c in rgb)  # type: ignore[return-value]
+def _ink(rgb: tuple[int, int, int]) -> tuple[int, int, int]:
+    """Black or white text, whichever reads better on the region's colour."""
+    return (0, 0, 0) if 0.299 * rgb[0] + 0.587 * rgb[1] + 0.114 * rgb[2] > 140 else (255, 255, 255)
 
 
 def render_overlay(
@@ -325,12 +322,16 @@ def render_overlay(
 
 
 def _draw_label(out: np.ndarray, region: Region, scale: float, stroke: int) -> None:
-    """The tag centred on the region's label point, in its colour with a dark outline."""
+    """The tag on a label in the region's colour, centred on its label point: black or white
+    text on the fill, a thin dark border around the label (never around the letters)."""
     font = cv2.FONT_HERSHEY_SIMPLEX
     (tw, th), base = cv2.getTextSize(region.tag, font, scale, stroke)
+    pad = max(2, th // 3)
+    w, h = tw + 2 * pad, th + base + 2 * pad
     x, y = region.label_point
     height, width = out.shape[:2]
-    left = int(np.clip(x - tw // 2, 0, max(0, width - tw)))
-    bottom = int(np.clip(y + th // 2, th, max(th, height - base)))
-    cv2.putText(out, region.tag, (left, bottom), font, scale, (0, 0, 0), stroke + 2, cv2.LINE_AA)
-    cv2.putText(out, region.tag, (left, bottom), font, scale, _text_colour(region.rgb), stroke, cv2.LINE_AA)
+    left = int(np.clip(x - w // 2, 0, max(0, width - w - 1)))
+    top = int(np.clip(y - h // 2, 0, max(0, height - h - 1)))
+    cv2.rectangle(out, (left, top), (left + w, top + h), region.rgb, cv2.FILLED)
+    cv2.rectangle(out, (left, top), (left + w, top + h), (0, 0, 0), max(1, stroke // 2))
+    cv2.putText(out, region.tag, (left + pad, top + pad + th), font, scale, _ink(region.rgb), stroke, cv2.LINE_AA)
