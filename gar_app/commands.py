@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -30,6 +30,9 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dtype", default=None, choices=["bf16", "fp16", "fp32"], help="weights dtype")
     parser.add_argument("--max-new-tokens", type=int, default=1024, help="longest answer in tokens (default 1024)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of streaming text")
+    parser.add_argument(
+        "--logprobs", type=int, metavar="K", help="with --json: each answer token's log-probability and the top K (1-20)"
+    )
 
 
 def _load(args: argparse.Namespace):
@@ -54,17 +57,17 @@ def _emit(pieces: Iterable[str], as_json: bool) -> str:
     return "".join(text)
 
 
-def _regions_json(masks: Sequence[np.ndarray]) -> list[dict]:
+def _regions_json(masks: Mapping[int, np.ndarray]) -> list[dict]:
     from gar_app.images import mask_box
     from gar_app.tags import tag
 
     return [
         {"tag": tag(k), "box": list(mask_box(m)) if m.any() else None, "area": int(m.sum())}
-        for k, m in enumerate(masks)
+        for k, m in sorted(masks.items())
     ]
 
 
-def _print_json(args: argparse.Namespace, text: str, masks: Sequence[np.ndarray], **extra) -> None:
+def _print_json(args: argparse.Namespace, text: str, masks: Mapping[int, np.ndarray], **extra) -> None:
     document = {"text": text, "model": str(args.model), "image": str(args.image), "regions": _regions_json(masks)}
     document.update(extra)
     print(json.dumps(document, ensure_ascii=False))
@@ -100,8 +103,8 @@ def _save_overlay(path: str, image, masks: Sequence[np.ndarray]) -> None:
 
 def run_describe(args: argparse.Namespace) -> int:
     from gar_app.images import load_image, load_mask
-    from gar_app.model import GenerationSettings
 
+    settings = _settings(args)
     image = load_image(args.image)
     extra: dict = {}
     if args.mask:
@@ -117,18 +120,39 @@ def run_describe(args: argparse.Namespace) -> int:
     if args.output_image:
         _save_overlay(args.output_image, image, [mask])
     gar = _load(args)
-    session = gar.chat(image, [mask])
-    settings = GenerationSettings(max_new_tokens=args.max_new_tokens)
-    text = _emit(session.stream_describe(0, settings, instruction=args.prompt), args.json)
+    session = gar.describe_chat(image, mask)  # the released single-region input: <Prompt1>
+    text = _emit(session.stream_describe(None, settings, instruction=args.prompt), args.json)
     if args.json:
-        _print_json(args, text, [mask], **extra)
+        _print_json(args, text, session.masks, **extra, **_tokens_json(session))
     return 0
+
+
+def _settings(args: argparse.Namespace):
+    """Decoding settings from the options; --logprobs only makes sense in the JSON document."""
+    from gar_app.model import GenerationSettings
+    from gar_app.model.generation import MAX_LOGPROBS
+
+    if args.logprobs is not None:
+        if not args.json:
+            raise InputError("--logprobs needs --json (the log-probabilities are part of the JSON document)")
+        if not 1 <= args.logprobs <= MAX_LOGPROBS:
+            raise InputError(f"--logprobs must be between 1 and {MAX_LOGPROBS}, not {args.logprobs}")
+    return GenerationSettings(max_new_tokens=args.max_new_tokens, logprobs=args.logprobs or 0)
+
+
+def _tokens_json(session) -> dict:
+    """``{"tokens": [...]}`` of the last answer when log-probabilities were asked for."""
+    answer = session.turns[-1]
+    if not (answer.settings or {}).get("logprobs"):
+        return {}
+    return {"tokens": [token.to_dict() for token in answer.tokens]}
 
 
 def run_ask(args: argparse.Namespace) -> int:
     from gar_app.images import load_image, load_mask
-    from gar_app.model import GenerationSettings, multiple_choice_question
+    from gar_app.model import multiple_choice_question
 
+    settings = _settings(args)
     image = load_image(args.image)
     masks = [load_mask(path, size=image.size) for path in args.masks]
     for index, (path, mask) in enumerate(zip(args.masks, masks, strict=True)):
@@ -139,10 +163,9 @@ def run_ask(args: argparse.Namespace) -> int:
     if len(masks) > gar.prompt_numbers:
         raise InputError(f"{len(masks)} masks given, but this model tells apart at most {gar.prompt_numbers} regions")
     session = gar.chat(image, masks)
-    settings = GenerationSettings(max_new_tokens=args.max_new_tokens)
     text = _emit(session.stream(question, settings), args.json)
     if args.json:
-        _print_json(args, text, masks, question=question)
+        _print_json(args, text, dict(enumerate(masks)), question=question, **_tokens_json(session))
     return 0
 
 

@@ -27,7 +27,7 @@ from gar_app.images import load_image
 from gar_app.model.configuration import GarConfig
 from gar_app.model.generation import GenerationSettings
 from gar_app.model.modeling import GarForConditionalGeneration
-from gar_app.model.processing import GarProcessor
+from gar_app.model.processing import SINGLE_REGION_INDEX, GarProcessor
 from gar_app.model.session import ChatSession
 
 DEFAULT_MODEL = "HaochenWang/GAR-1B"
@@ -166,6 +166,12 @@ class Gar:
         """A conversation about ``image`` where ``masks[k]`` is region ``<Promptk>``."""
         return ChatSession(self, load_image(image), masks, reuse_cache=reuse_cache)
 
+    def describe_chat(self, image: Image.Image | str | os.PathLike, mask: np.ndarray) -> ChatSession:
+        """A conversation about one region, set up as every released single-region path
+        does: the region is ``<Prompt1>`` (``<Prompt0>`` on a one-region checkpoint)."""
+        index = SINGLE_REGION_INDEX if self.prompt_numbers > SINGLE_REGION_INDEX else 0
+        return self.chat(image, {index: mask})
+
     def describe(
         self,
         image: Image.Image | str | os.PathLike,
@@ -173,8 +179,8 @@ class Gar:
         settings: GenerationSettings | None = None,
         instruction: str | None = None,
     ) -> str:
-        """Caption one region (it becomes ``<Prompt0>``)."""
-        return self.chat(image, [mask]).describe(0, settings, instruction)
+        """Caption one region with exactly the released demo's input (see ``describe_chat``)."""
+        return self.describe_chat(image, mask).describe(None, settings, instruction)
 
 
 def load_gar(
