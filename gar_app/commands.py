@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 
 import numpy as np
 
@@ -89,14 +89,14 @@ def _segment_mask(args: argparse.Namespace, image) -> tuple[np.ndarray, dict]:
     return result.mask, {"segmenter": segmenter.name, "score": round(float(result.score), 4)}
 
 
-def _save_overlay(path: str, image, masks: Sequence[np.ndarray]) -> None:
+def _save_overlay(path: str, image, masks: Mapping[int, np.ndarray]) -> None:
     from PIL import Image
 
     from gar_app.regions import RegionSet, render_overlay
 
     regions = RegionSet()
-    for mask in masks:
-        regions.add(mask=mask, source="mask")
+    for index, mask in masks.items():
+        regions.add(mask=mask, source="mask", index=index)
     Image.fromarray(render_overlay(image, regions)).save(path)
     print(f"overlay saved to {path}", file=sys.stderr)
 
@@ -117,8 +117,10 @@ def run_describe(args: argparse.Namespace) -> int:
         raise InputError("say which region to describe: --mask FILE, --points '[[x,y]]' or --box '[x1,y1,x2,y2]'")
     if not mask.any():
         raise InputError("the region is empty (no pixel of the mask is set)")
-    if args.output_image:
-        _save_overlay(args.output_image, image, [mask])
+    if args.output_image:  # drawn as the tag GAR will see: <Prompt1>
+        from gar_app.model.processing import SINGLE_REGION_INDEX
+
+        _save_overlay(args.output_image, image, {SINGLE_REGION_INDEX: mask})
     gar = _load(args)
     session = gar.describe_chat(image, mask)  # the released single-region input: <Prompt1>
     text = _emit(session.stream_describe(None, settings, instruction=args.prompt), args.json)
@@ -151,13 +153,14 @@ def _tokens_json(session) -> dict:
 def run_ask(args: argparse.Namespace) -> int:
     from gar_app.images import load_image, load_mask
     from gar_app.model import multiple_choice_question
+    from gar_app.tags import tag
 
     settings = _settings(args)
     image = load_image(args.image)
     masks = [load_mask(path, size=image.size) for path in args.masks]
     for index, (path, mask) in enumerate(zip(args.masks, masks, strict=True)):
         if not mask.any():
-            raise InputError(f"mask {path} (<Prompt{index}>) is empty")
+            raise InputError(f"mask {path} ({tag(index)}) is empty")
     question = multiple_choice_question(args.question, args.choices) if args.choices else args.question
     gar = _load(args)
     if len(masks) > gar.prompt_numbers:

@@ -168,9 +168,8 @@ class Gar:
 
     def describe_chat(self, image: Image.Image | str | os.PathLike, mask: np.ndarray) -> ChatSession:
         """A conversation about one region, set up as every released single-region path
-        does: the region is ``<Prompt1>`` (``<Prompt0>`` on a one-region checkpoint)."""
-        index = SINGLE_REGION_INDEX if self.prompt_numbers > SINGLE_REGION_INDEX else 0
-        return self.chat(image, {index: mask})
+        does: the region is ``<Prompt1>``."""
+        return self.chat(image, {SINGLE_REGION_INDEX: mask})
 
     def describe(
         self,
