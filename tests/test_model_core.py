@@ -71,6 +71,14 @@ def test_replayed_features_land_exactly_in_placeholder_runs(tiny_gar, demo3):
     assert torch.equal(embeds[others], plain[others])
 
 
+@pytest.mark.parametrize("grid", [(2, 1), (1, 3), (3, 2), (2, 3)])
+def test_tiles_are_stitched_row_major(tiny_gar, grid):
+    """The feature map puts tile r * cols + c (after the thumbnail) at row r, column c."""
+    cols, rows = grid
+    features = torch.randn(1 + cols * rows, 256, 8)
+    assert torch.equal(tiny_gar.model.feature_map(features, grid), _stitch(features[1:], cols, rows))
+
+
 # Crops of the example photos that the tiny checkpoint (4 tiles at most) tiles 2x1 and 1x3, each
 # with an off-centre region placed where the twice-scaled RoI (see replay_region) is not
 # clamped to the map's border along the grid's long side, so x and y cannot be confused.
