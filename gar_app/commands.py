@@ -30,14 +30,18 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dtype", default=None, choices=["bf16", "fp16", "fp32"], help="weights dtype")
     parser.add_argument("--max-new-tokens", type=int, default=1024, help="longest answer in tokens (default 1024)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of streaming text")
+    parser.add_argument(
+        "--decode", default="auto", choices=["auto", "eager", "static"],
+        help="auto: static KV cache + CUDA graphs on CUDA, eager elsewhere (default)",
+    )
 
 
 def _load(args: argparse.Namespace):
     from gar_app.model import load_gar
 
     print(f"loading GAR from {args.model} ...", file=sys.stderr, flush=True)
-    gar = load_gar(args.model, device=args.device, dtype=args.dtype)
-    print(f"loaded on {gar.device}", file=sys.stderr, flush=True)
+    gar = load_gar(args.model, device=args.device, dtype=args.dtype, decode=args.decode)
+    print(f"loaded on {gar.device} ({gar.decode} decoding)", file=sys.stderr, flush=True)
     return gar
 
 
@@ -204,6 +208,7 @@ def add_tiny(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--prompt-numbers", type=int, default=5, help="regions the tiny GAR supports (gar only)")
     parser.add_argument("--max-num-tiles", type=int, default=36, help="PerceptionLM's tile limit (gar only)")
     parser.add_argument(
-        "--size", default="tiny", choices=["tiny", "gar-1b"], help="gar-1b: random weights at GAR-1B's real size"
+        "--size", default="tiny", choices=["tiny", "gar-1b", "gar-8b"],
+        help="gar-1b / gar-8b: random weights at the real sizes (for benchmarks)",
     )
     parser.set_defaults(run=run_tiny)

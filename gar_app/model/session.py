@@ -238,6 +238,7 @@ class ChatSession:
 
     def release_cache(self) -> None:
         """Free the KV cache and vision features (GPU memory); the next turn recomputes them."""
+        self.gar.forget_cache(self._cache)
         self._cache = None
         self._features = None
         self._feature_map = None
@@ -263,6 +264,7 @@ class ChatSession:
             self._cache = DynamicCache(config=model.config.mllm_config.text_config)
         generated: list[int] = []
         fed = 0
+        decoder = self.gar.static_decoder(len(self._ids) + settings.max_new_tokens)
         try:
             with self.gar.lock, torch.inference_mode():
                 logits = model(inputs_embeds, cache=self._cache, logits_to_keep=1).logits[0, -1]
@@ -280,14 +282,20 @@ class ChatSession:
                 if len(generated) >= settings.max_new_tokens or (stop and stop.is_set()):
                     break
                 with self.gar.lock, torch.inference_mode():
-                    step = model.embed(torch.tensor([[token]]))
-                    logits = model(step, cache=self._cache, logits_to_keep=1).logits[0, -1]
+                    if decoder is not None:
+                        logits = decoder.step(self._cache, token)
+                    else:
+                        step = model.embed(torch.tensor([[token]]))
+                        logits = model(step, cache=self._cache, logits_to_keep=1).logits[0, -1]
                 fed = len(generated)
             rest = stream.flush()
             if rest:
                 answer.text += rest
                 yield rest
         finally:
+            if decoder is not None:
+                with self.gar.lock, torch.inference_mode():
+                    decoder.write_back()  # the generated tokens' keys and values join the conversation's cache
             answer.text = stream.text
             answer.finished = time.time()
             self._ids += generated
