@@ -131,7 +131,8 @@ def main() -> None:
     def median(kind: str, key: str) -> float:
         return statistics.median(run[key] for run in runs[kind])
 
-    tiles = session._image_inputs.num_tiles
+    cols, rows = gar.processor.tile_grid(image.size)
+    tiles = cols * rows + 1  # and the thumbnail
     print(f"image {image.width}x{image.height}: {tiles} tiles, conversation {prompt_tokens} tokens; "
           f"median of {args.repeats} runs, {args.new_tokens} new tokens at most")
     for kind, label in (("first", "first turn (describe)"), ("cached", "follow-up, cached"),
