@@ -29,7 +29,7 @@ import numpy as np
 from pycocotools import mask as mask_utils
 
 from gar_app.errors import InputError
-from gar_app.images import ImageSource, load_image, mask_box, max_image_pixels
+from gar_app.images import ImageSource, check_file_size, load_image, mask_box, max_image_pixels
 
 FORMAT = "gar-app/1"
 MAX_DIGITS = 30  # longest integer an import may hold (pixel counts, indices, seeds)
@@ -465,6 +465,12 @@ def from_json(text: str | bytes) -> AnnotationDocument:
     except RecursionError:
         raise InputError("not a valid GAR App export: the JSON is nested too deeply") from None
     return from_dict(data)
+
+
+def read_document(path: str | os.PathLike) -> AnnotationDocument:
+    """An export file (e.g. an upload) from disk; a file over the size limit is not read."""
+    check_file_size(path, f"the file {Path(path).name}")
+    return from_json(Path(path).read_bytes())
 
 
 # ---------------------------------------------------------------- training format

@@ -27,6 +27,7 @@ from gar_app.export import (
     image_info,
     mask_to_rle,
     parse_tags,
+    read_document,
     rle_to_mask,
     to_json,
     to_training_records,
@@ -327,3 +328,12 @@ def test_training_record_from_captions_only():
     assert [c["from"] for c in record["conversations"]] == ["human", "gpt"] * 2
     doc.regions = [r for r in doc.regions if not r.caption or not r.mask.any()]
     assert to_training_records(doc) == []
+
+
+def test_an_import_file_over_the_size_limit_is_not_read(tmp_path, monkeypatch):
+    path = tmp_path / "session.gar.json"
+    path.write_text(to_json(_document()))
+    assert read_document(path).image.width == 53
+    monkeypatch.setenv("GAR_APP_MAX_FILE_MB", str(path.stat().st_size / 2**20 / 2))
+    with pytest.raises(InputError, match=r"the file session.gar.json is 0.0 MB, more than the .* MB this app reads"):
+        read_document(path)
