@@ -109,7 +109,7 @@ def _emit(pieces: Iterable[str], as_json: bool) -> str:
 
 def _regions_json(masks: Sequence[np.ndarray]) -> list[dict]:
     from gar_app.images import mask_box
-    from gar_app.model.processing import tag
+    from gar_app.tags import tag
 
     return [
         {"tag": tag(k), "box": list(mask_box(m)) if m.any() else None, "area": int(m.sum())}

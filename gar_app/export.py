@@ -30,6 +30,7 @@ from pycocotools import mask as mask_utils
 
 from gar_app.errors import InputError
 from gar_app.images import ImageSource, check_file_size, load_image, mask_box, max_image_pixels
+from gar_app.tags import find_tags, renumber, tag, tags_in
 
 FORMAT = "gar-app/1"
 MAX_DIGITS = 30  # longest integer an import may hold (pixel counts, indices, seeds)
@@ -37,18 +38,8 @@ SOURCES = ("points", "box", "scribble", "mask")
 ROLES = ("user", "assistant")
 DESCRIBE = "Describe {tag} in detail."
 IMAGE_MARKER = "<image>"
-_TAG = re.compile(r"<Prompt(0|[1-9][0-9]*)>")
 _COLOUR = re.compile(r"#[0-9a-fA-F]{6}")
 Point = tuple[float, float]
-
-
-def tag(index: int) -> str:
-    return f"<Prompt{index}>"
-
-
-def parse_tags(text: str) -> list[str]:
-    """The region tags a text mentions, unique and sorted by index (never in text order)."""
-    return [tag(i) for i in sorted({int(m) for m in _TAG.findall(text)})]
 
 
 def utc_now() -> str:
@@ -203,7 +194,7 @@ class Turn:
 
     @property
     def tags(self) -> list[str]:
-        return parse_tags(self.text)
+        return tags_in(self.text)
 
 
 @dataclass
@@ -487,7 +478,7 @@ def to_training_records(doc: AnnotationDocument) -> list[dict[str, Any]]:
     expands them into GAR's prompt.
     """
     kept = [r for r in doc.regions if r.area > 0]
-    renumber = {r.tag: tag(new) for new, r in enumerate(kept)}
+    numbers = {r.index: new for new, r in enumerate(kept)}
     pairs: list[tuple[str, str]] = []
     question: str | None = None
     for turn in doc.dialogue:
@@ -499,18 +490,15 @@ def to_training_records(doc: AnnotationDocument) -> list[dict[str, Any]]:
     answers = {answer.strip() for _, answer in pairs}
     pairs += [(DESCRIBE.format(tag=r.tag), r.caption) for r in kept
               if r.caption.strip() and r.caption.strip() not in answers]
-    pairs = [p for p in pairs if all(t in renumber for t in parse_tags(p[0]) + parse_tags(p[1]))]
+    pairs = [p for p in pairs if all(k in numbers for k in find_tags(p[0]) + find_tags(p[1]))]
     if not pairs:
         return []
-
-    def renamed(text: str) -> str:
-        return _TAG.sub(lambda m: renumber[m.group(0)], text)
 
     conversations = []
     for i, (question, answer) in enumerate(pairs):
         prefix = f"{IMAGE_MARKER}\n" if i == 0 else ""
-        conversations += [{"from": "human", "value": prefix + renamed(question)},
-                          {"from": "gpt", "value": renamed(answer)}]
+        conversations += [{"from": "human", "value": prefix + renumber(question, numbers)},
+                          {"from": "gpt", "value": renumber(answer, numbers)}]
     ident = doc.image.name if doc.video is None else f"{doc.video.name}#{doc.video.frame_index}"
     return [{"id": ident, "image": doc.image.name, "mask_rle": [mask_to_rle(r.mask) for r in kept],
              "conversations": conversations}]

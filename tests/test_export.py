@@ -26,13 +26,13 @@ from gar_app.export import (
     from_json,
     image_info,
     mask_to_rle,
-    parse_tags,
     read_document,
     rle_to_mask,
     to_json,
     to_training_records,
     utc_now,
 )
+from gar_app.tags import tags_in
 
 GARBENCH = Path(__file__).resolve().parents[2] / "shared" / "data" / "garbench"
 
@@ -160,8 +160,8 @@ def test_document_fields():
     assert data["dialogue"][1]["decoding"]["temperature"] == 0.7
 
 
-def test_parse_tags_and_time():
-    assert parse_tags("<Prompt10>, <Prompt2>, <Prompt2>, <Prompt02>, <prompt1>, <Prompt0>") == [
+def test_tags_and_time():
+    assert tags_in("<Prompt10>, <Prompt2>, <Prompt2>, <Prompt02>, <prompt1>, <Prompt0>") == [
         "<Prompt0>", "<Prompt2>", "<Prompt10>"]
     stamp = utc_now()
     assert stamp.endswith("Z") and datetime.fromisoformat(stamp.replace("Z", "+00:00")).utcoffset().seconds == 0

@@ -9,6 +9,8 @@ import torch
 
 from gar_app.errors import InputError
 
+MAX_LOGPROBS = 20
+
 
 @dataclass(frozen=True)
 class GenerationSettings:
@@ -20,6 +22,7 @@ class GenerationSettings:
     top_p: float = 0.9
     top_k: int = 0
     seed: int | None = None
+    logprobs: int = 0  # record the top-k log-probabilities of every generated token (0: off)
 
     def __post_init__(self) -> None:
         if self.max_new_tokens < 1:
@@ -30,9 +33,40 @@ class GenerationSettings:
             raise InputError("top-p must be in (0, 1]")
         if self.top_k < 0:
             raise InputError("top-k must be 0 (off) or positive")
+        if not 0 <= self.logprobs <= MAX_LOGPROBS:
+            raise InputError(f"logprobs must be between 1 and {MAX_LOGPROBS} (or 0 for none)")
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+@dataclass(frozen=True)
+class TokenLogprob:
+    """One token with its log-probability; for a generated token, ``top`` holds the best
+    ``k`` tokens of that step (best first), which include the chosen one when it ranks."""
+
+    id: int
+    text: str
+    logprob: float
+    top: tuple[TokenLogprob, ...] = ()
+
+    def to_dict(self) -> dict:
+        entry = {"id": self.id, "text": self.text, "logprob": self.logprob}
+        if self.top:
+            entry["top"] = [alternative.to_dict() for alternative in self.top]
+        return entry
+
+
+def token_logprob(logits: torch.Tensor, token: int, k: int, spell: Callable[[int], str]) -> TokenLogprob:
+    """``token``'s log-probability under the step's raw fp32 logits, with the top ``k``.
+
+    The distribution is the model's own (log-softmax of the logits before any banning,
+    temperature or top-p), so the numbers compare with other implementations of GAR.
+    """
+    logprobs = torch.log_softmax(logits.float().reshape(-1), dim=-1)
+    values, ids = torch.topk(logprobs, k)
+    top = tuple(TokenLogprob(int(i), spell(int(i)), float(v)) for v, i in zip(values.tolist(), ids.tolist(), strict=True))
+    return TokenLogprob(token, spell(token), float(logprobs[token]), top)
 
 
 class TokenChooser:

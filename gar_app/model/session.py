@@ -21,16 +21,15 @@ from transformers import DynamicCache
 
 from gar_app.errors import InputError
 from gar_app.images import load_mask
-from gar_app.model.generation import GenerationSettings, TextStream, TokenChooser
+from gar_app.model.generation import GenerationSettings, TextStream, TokenChooser, TokenLogprob, token_logprob
 from gar_app.model.processing import (
     DESCRIBE_INSTRUCTION,
     describe_prompt,
     follow_up_prompt,
     normalised_box,
     question_prompt,
-    referenced_regions,
-    tag,
 )
+from gar_app.tags import check_text, tag
 
 if TYPE_CHECKING:
     from gar_app.model.loading import Gar
@@ -46,6 +45,7 @@ class Turn:
     settings: dict | None = None
     started: float = field(default_factory=time.time)
     finished: float | None = None
+    tokens: list[TokenLogprob] = field(default_factory=list)  # with ``settings.logprobs``: one per answer token
 
 
 class ChatSession:
@@ -133,7 +133,7 @@ class ChatSession:
         question = question.strip()
         if not question:
             raise InputError("the question is empty")
-        indices = referenced_regions(question)
+        indices = check_text(question)
         self._check_regions(indices)
         processor = self.gar.processor
         text = processor.sanitise(question)
@@ -274,6 +274,8 @@ class ChatSession:
                 token = choose(logits)
                 if token in stop_ids:
                     break
+                if settings.logprobs:
+                    answer.tokens.append(token_logprob(logits, token, settings.logprobs, processor.token_text))
                 generated.append(token)
                 piece = stream.push(token)
                 if piece:
