@@ -55,8 +55,8 @@ def max_file_bytes() -> int:
     return int(_setting(MAX_FILE_MB_ENV, DEFAULT_MAX_FILE_MB) * 1024 * 1024)
 
 
-def _too_large(what: str, limit: int) -> str:
-    return f"more than the {limit / 1e6:g} megapixels this app accepts; use a smaller {what} (or raise ${MAX_MEGAPIXELS_ENV})"
+def _too_large(limit: int) -> str:
+    return f"more than the {limit / 1e6:g} megapixels this app accepts; use a smaller image (or raise ${MAX_MEGAPIXELS_ENV})"
 
 
 def check_image_size(width: int, height: int, what: str = "the image") -> None:
@@ -64,7 +64,7 @@ def check_image_size(width: int, height: int, what: str = "the image") -> None:
     limit = max_image_pixels()
     if width * height > limit:
         size = f"{width}x{height} ({width * height / 1e6:.1f} megapixels)"
-        raise InputError(f"{what} is {size}, {_too_large('image', limit)}")
+        raise InputError(f"{what} is {size}, {_too_large(limit)}")
 
 
 def check_file_size(path: str | os.PathLike, what: str = "the file") -> None:
@@ -96,7 +96,7 @@ def _open(source: str | os.PathLike, what: str) -> Image.Image:
             check_image_size(image.width, image.height, f"{what} {path.name}")
             image.load()
     except Image.DecompressionBombError:
-        raise InputError(f"{what} {path.name} has {_too_large('image', limit)}") from None
+        raise InputError(f"{what} {path.name} has {_too_large(limit)}") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
         raise InputError(
             f"cannot read {what.lower()} {path.name}: not a valid image (damaged, or a format Pillow cannot read)"

@@ -105,7 +105,8 @@ def test_gar_describes_regions_of_unusual_images(tiny_gar, tmp_path, kind):
     image = _formats(tmp_path)[kind]
     mask = np.zeros((20, 30), dtype=bool)  # a mask of another size than the image
     mask[4:12, 3:14] = True
-    session = tiny_gar.chat(image, [mask])
+    with pytest.warns(MaskResizedWarning, match="scaled to fit"):
+        session = tiny_gar.chat(image, [mask])
     assert session.masks[0].shape == (40, 60)
     assert isinstance(session.describe(0, GenerationSettings(max_new_tokens=4)), str)
 

@@ -123,7 +123,7 @@ def _check_points(points: Sequence, labels: Sequence | None, width: int, height:
 def _check_box(box: Sequence[float], width: int, height: int) -> np.ndarray:
     arr = _floats(box, "a box [x1, y1, x2, y2]").reshape(-1)
     if arr.shape != (4,) or not np.isfinite(arr).all():
-        raise InputError(f"a box is four finite numbers [x1, y1, x2, y2], got {_numbers(arr)}")
+        raise InputError(f"a box is four numbers [x1, y1, x2, y2], got {_numbers(arr)}")
     x1, x2 = sorted((arr[0], arr[2]))
     y1, y2 = sorted((arr[1], arr[3]))
     if x2 - x1 <= 0 or y2 - y1 <= 0:
