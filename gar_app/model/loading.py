@@ -22,8 +22,9 @@ from PIL import Image
 from safetensors import safe_open
 from transformers.initialization import no_init_weights
 
-from gar_app.errors import CheckpointError
+from gar_app.errors import CheckpointError, InputError
 from gar_app.images import load_image
+from gar_app.model import DEFAULT_MODEL
 from gar_app.model.configuration import GarConfig
 from gar_app.model.decoding import StaticDecoder, resolve_decode
 from gar_app.model.generation import GenerationSettings
@@ -31,7 +32,6 @@ from gar_app.model.modeling import GarForConditionalGeneration
 from gar_app.model.processing import GarProcessor
 from gar_app.model.session import ChatSession
 
-DEFAULT_MODEL = "HaochenWang/GAR-1B"
 _HUB_FILES = ["*.json", "*.safetensors", "*.jinja", "*.model", "*.txt"]
 
 
@@ -226,9 +226,11 @@ def load_gar(
     folder = resolve_checkpoint(model)
     device = device or default_device()
     if isinstance(dtype, str):
-        dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}.get(dtype) or getattr(
-            torch, dtype
-        )
+        name = dtype
+        dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}.get(name)
+        dtype = dtype or getattr(torch, name, None)
+        if not isinstance(dtype, torch.dtype):
+            raise InputError(f"unknown dtype {name!r}; use bf16, fp16 or fp32")
     dtype = dtype or default_dtype(device)
     try:
         config = GarConfig.from_pretrained(folder)
