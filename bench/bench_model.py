@@ -157,6 +157,24 @@ def graph_step_seconds(decoder, position: int, repeats: int = 200) -> float:
     return (time.perf_counter() - start) / repeats
 
 
+def step_variants(gar, position: int) -> dict[str, float]:
+    """Graph step time of the static decoder's other designs, to show why the default is it."""
+    from gar_app.model.decoding import StaticDecoder
+
+    times = {}
+    for label, options in (
+        ("unfused element-wise ops", {"fuse": False}),
+        ("one graph over all slots, chunked sums", {"all_slots": True, "chunked": True}),
+        ("one graph over all slots, one product", {"all_slots": True}),
+    ):
+        decoder = StaticDecoder(gar.model, **options)
+        decoder.warm_up()
+        times[label] = graph_step_seconds(decoder, position)
+        del decoder
+        torch.cuda.empty_cache()
+    return times
+
+
 def agreement(a: list[int], b: list[int]) -> str:
     if a == b:
         return f"identical ({len(a)} tokens)"
@@ -228,6 +246,7 @@ def main() -> None:
         results[mode] = conversation(gar, ticks, image, masks, settings, args.repeats)
         if mode == "static" and gar._decoder.uses_graphs:
             results["graph step"] = graph_step_seconds(gar._decoder, results[mode]["length"])
+            results["variants"] = step_variants(gar, results[mode]["length"])
 
     bandwidth = (args.bandwidth * 1e12) if args.bandwidth else next(
         (value for name, value in BANDWIDTH.items() if name in card), None)
@@ -236,6 +255,7 @@ def main() -> None:
           + (f"; bandwidth limit {limit:.0f} tokens/s ({bandwidth / 1e12:.2f} TB/s over {param_bytes / 1e9:.2f} GB)"
              if limit else ""))
     step = results.pop("graph step", None)
+    variants = results.pop("variants", {})
     for mode, result in results.items():
         for kind, row in result["summary"].items():
             share = f"  {row['tokens_per_s'] / limit * 100:5.1f}% of the limit" if limit else ""
@@ -245,6 +265,8 @@ def main() -> None:
         share = f", {1 / step / limit * 100:.1f}% of the limit" if limit else ""
         print(f"  static step alone (graph replay at {results['static']['length']} tokens of context): "
               f"{step * 1000:.3f} ms = {1 / step:.0f} tokens/s{share}; the rest of each step is the Python loop")
+        for label, seconds in variants.items():
+            print(f"    other design, {label}: {seconds * 1000:.3f} ms")
     if {"eager", "static"} <= results.keys():
         for kind in ("first", "follow-up"):
             speed = results["static"]["summary"][kind]["tokens_per_s"] / results["eager"]["summary"][kind]["tokens_per_s"]

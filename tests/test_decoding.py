@@ -112,8 +112,11 @@ def test_conversations_longer_than_the_workspace_decode_eagerly(tiny_gar_dir):
     assert gar.chat(image, masks).ask(QUESTIONS[0], GREEDY)  # thousands of tokens: the eager path answers
 
 
-def test_decode_modes():
+def test_decode_modes(monkeypatch):
+    monkeypatch.delenv("SPACES_ZERO_GPU", raising=False)
     assert resolve_decode("auto", "cpu") == "eager" and resolve_decode("auto", "cuda") == "static"
+    monkeypatch.setenv("SPACES_ZERO_GPU", "true")  # the GPU only exists inside each request
+    assert resolve_decode("auto", "cuda") == "eager"
     assert resolve_decode("static", "cpu") == "static"
     with pytest.raises(InputError, match="decode must be one of"):
         resolve_decode("fast", "cpu")
@@ -136,3 +139,16 @@ def test_cli_decode_switch_gives_the_same_answer(tiny_gar_dir, tmp_path, capsys)
         assert f"({mode} decoding)" in captured.err
         texts[mode] = captured.out
     assert texts["static"] == texts["eager"] and texts["eager"].strip()
+
+
+def test_whole_workspace_attention_with_chunked_sums_matches_too(gar_pair):
+    """The variant that attends over every slot and adds up per-chunk sums: same tokens."""
+    eager, static = gar_pair
+    expected = _conversation(eager, CAT, QUESTIONS[:2])
+    bucketed = static._decoder
+    static._decoder = StaticDecoder(static.model, all_slots=True, chunked=True)
+    try:
+        assert static._decoder.buckets() == [static._decoder._slot_count]
+        assert _conversation(static, CAT, QUESTIONS[:2]) == expected
+    finally:
+        static._decoder = bucketed
