@@ -93,7 +93,8 @@ def test_stitching_and_replay_on_non_square_grids(tiny_gar, name, crop, grid, co
     image = example_scene(name, crop)
     width, height = image.size
     (u1, v1), (u2, v2) = corners
-    mask = ellipse(image.size, ((u1 + u2) / 2 * width, (v1 + v2) / 2 * height), ((u2 - u1) / 2 * width, (v2 - v1) / 2 * height))
+    centre = ((u1 + u2) / 2 * width, (v1 + v2) / 2 * height)
+    mask = ellipse(image.size, centre, ((u2 - u1) / 2 * width, (v2 - v1) / 2 * height))
     model, processor = tiny_gar.model, tiny_gar.processor
     inputs = processor.image_inputs(image, {1: mask})
     assert inputs.grid == grid
@@ -111,7 +112,7 @@ def test_stitching_and_replay_on_non_square_grids(tiny_gar, name, crop, grid, co
     expected = expected[0].permute(1, 2, 0).reshape(256, -1)
     replayed = model.replay_region(model.feature_map(features, inputs.grid), box)
     assert torch.allclose(replayed, expected, atol=1e-6)
-    transposed = roi_align(big, roi[:, [0, 2, 1, 4, 3]], (16, 16), spatial_scale=1 / 28, sampling_ratio=2, aligned=True)
+    transposed = roi_align(big, roi[:, [0, 2, 1, 4, 3]], (16, 16), 1 / 28, sampling_ratio=2, aligned=True)
     gap = (expected - transposed[0].permute(1, 2, 0).reshape(256, -1)).abs().max()
     assert gap > 100 * 1e-6, "the region must tell x from y on this grid, well above the tolerance"
 

@@ -116,8 +116,10 @@ class Reference:
         for k, mask in masks.items():
             ys, xs = np.nonzero(mask)
             h, w = mask.shape
-            box = [xs.min() / w * cols * side, ys.min() / h * rows * side, xs.max() / w * cols * side, ys.max() / h * rows * side]
-            pooled = roi_align(big[None], torch.tensor([[0.0, *box]], dtype=torch.float32), (side, side), 1 / 28, 2, True)
+            map_w, map_h = cols * side, rows * side
+            box = [xs.min() / w * map_w, ys.min() / h * map_h, xs.max() / w * map_w, ys.max() / h * map_h]
+            roi = torch.tensor([[0.0, *box]], dtype=torch.float32)
+            pooled = roi_align(big[None], roi, (side, side), spatial_scale=1 / 28, sampling_ratio=2, aligned=True)
             embeds[ids[0] == self.config["crop_tokens_ids"][k]] = pooled[0].permute(1, 2, 0).reshape(RUN, -1)
 
         out = []
@@ -185,8 +187,9 @@ def test_multiple_choice_logprobs_match_the_reference(capsys, tmp_path, tiny_gar
     image, masks = _tall_scene()
     image_path, mask_paths = _save(tmp_path, image, masks)
     doc = _cli_tokens(
-        capsys, "ask", "--image", image_path, "--masks", *mask_paths, "--question", MC_QUESTION, "--choices", *MC_CHOICES,
-        "--model", tiny_gar_dir, "--json", "--logprobs", "5", "--max-new-tokens", STEPS, "--device", "cpu", "--dtype", "fp32",
+        capsys, "ask", "--image", image_path, "--masks", *mask_paths,
+        "--question", MC_QUESTION, "--choices", *MC_CHOICES, "--model", tiny_gar_dir,
+        "--json", "--logprobs", "5", "--max-new-tokens", STEPS, "--device", "cpu", "--dtype", "fp32",
     )  # fmt: skip
     theirs = reference.greedy(image, dict(enumerate(masks)), MC_PROMPT, STEPS)
     _assert_agrees(doc["tokens"], theirs)

@@ -66,7 +66,9 @@ def cases():
 def _processor(folder, max_num_tiles: int) -> GarProcessor:
     config = GarConfig.from_pretrained(folder)
     processor = GarProcessor.from_pretrained(folder, config, tokens_per_tile=256)
-    processor.image_processor = GarImageProcessor(vision_input_type="thumb+tile", tile_size=448, max_num_tiles=max_num_tiles)
+    processor.image_processor = GarImageProcessor(
+        vision_input_type="thumb+tile", tile_size=448, max_num_tiles=max_num_tiles
+    )
     return processor
 
 
@@ -150,7 +152,8 @@ def test_map_resampling_follows_the_checkpoint_processor_config(tiny_gar_dir, tm
     name, image, masks = cases[0]
     inputs = processor.image_inputs(image, {0: masks[0]})
     map_image = Image.fromarray(_expected_map(masks, [0], processor.prompt_numbers))
-    assert torch.allclose(inputs.prompt_values, _v1_tiles(map_image, inputs.grid, InterpolationMode.NEAREST_EXACT), atol=1e-6)
+    expected = _v1_tiles(map_image, inputs.grid, InterpolationMode.NEAREST_EXACT)
+    assert torch.allclose(inputs.prompt_values, expected, atol=1e-6)
     settings.write_text(json.dumps({**values, "visual_prompt_resample": "lanczos"}))
     with pytest.raises(CheckpointError, match="visual_prompt_resample"):
         GarProcessor.from_pretrained(copy, config, 256)
@@ -166,16 +169,16 @@ def test_each_region_box_is_its_own_mask(cases):
 
 
 def test_garbench_sample_inputs(processor):
-    """Every GARBench-VQA sample item (1 to 9 regions): map ids where its masks are, tiles on the v1 path."""
-    for split in ("vqa",):
-        for item in garbench_items(split):
-            image = load_image(shared_data("garbench", item["image"]))
-            masks = decode_rles(item)
-            inputs = processor.image_inputs(image, dict(enumerate(masks)))
-            assert torch.allclose(inputs.pixel_values, _v1_tiles(image, inputs.grid, InterpolationMode.BICUBIC), atol=1e-6)
-            map_image = Image.fromarray(_expected_map(masks, list(range(len(masks))), processor.prompt_numbers))
-            expected = _v1_tiles(map_image, inputs.grid, InterpolationMode.NEAREST)
-            assert torch.allclose(inputs.prompt_values, expected, atol=1e-6), item["id"]
+    """Every GARBench-VQA sample item (1 to 9 regions): image and map tiles on the v1 path."""
+    for item in garbench_items("vqa"):
+        image = load_image(shared_data("garbench", item["image"]))
+        masks = decode_rles(item)
+        inputs = processor.image_inputs(image, dict(enumerate(masks)))
+        expected = _v1_tiles(image, inputs.grid, InterpolationMode.BICUBIC)
+        assert torch.allclose(inputs.pixel_values, expected, atol=1e-6), item["id"]
+        map_image = Image.fromarray(_expected_map(masks, list(range(len(masks))), processor.prompt_numbers))
+        expected = _v1_tiles(map_image, inputs.grid, InterpolationMode.NEAREST)
+        assert torch.allclose(inputs.prompt_values, expected, atol=1e-6), item["id"]
 
 
 def test_256_placeholders_per_referenced_region(processor):

@@ -181,6 +181,10 @@ class GarProcessor:
 
     # -- images ---------------------------------------------------------------------------
 
+    def tile_grid(self, size: tuple[int, int]) -> tuple[int, int]:
+        """(columns, rows) of tiles PerceptionLM's processor picks for an image of ``size`` (W, H)."""
+        return self.image_processor.tile_grid(*size)
+
     def _tiles(self, image: Image.Image, resample: InterpolationMode | None) -> torch.Tensor:
         kwargs = {"resample": resample} if resample is not None else {}
         batch = self.image_processor(images=[image], return_tensors="pt", **kwargs)
@@ -196,7 +200,7 @@ class GarProcessor:
         return ImageInputs(
             pixel_values=self._tiles(image, None),
             prompt_values=self._tiles(map_image, self.map_resample),
-            grid=self.image_processor.tile_grid(*image.size),
+            grid=self.tile_grid(image.size),
         )
 
     # -- text -----------------------------------------------------------------------------

@@ -109,7 +109,9 @@ class ChatSession:
             return
         named = set(check_text(instruction)) - {index}
         if named:
-            raise InputError(f"a description is about {tag(index)} only; ask a question to bring in {tag(min(named))}")
+            raise InputError(
+                f"a description is about {tag(index)} only; ask a question to bring in {tag(min(named))}"
+            )
         self._check_regions([index])
         processor = self.gar.processor
         prompt = describe_prompt(index, processor.region_run(index), processor.sanitise(instruction))
