@@ -15,6 +15,7 @@ from gar_app.errors import GarAppError
 def build_parser() -> argparse.ArgumentParser:
     from gar_app.commands import add_ask, add_describe, add_tiny
     from gar_app.eval.cli import add_eval
+    from gar_app.tracking.cli import add_track
 
     parser = argparse.ArgumentParser(
         prog="gar-app",
@@ -25,6 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_ask(commands)
     add_tiny(commands)
     add_eval(commands)
+    add_track(commands)
     return parser
 
 
