@@ -81,13 +81,20 @@ def _read_at(capture: cv2.VideoCapture, index: int) -> np.ndarray | None:
     return frame if ok and frame is not None else None
 
 
-def _count_upto(capture: cv2.VideoCapture, limit: int | None = None) -> int:
-    """Frames that decode from the start (stopping after ``limit``): the slow, honest count."""
-    capture.set(cv2.CAP_PROP_POS_FRAMES, 0)
-    count = 0
-    while (limit is None or count < limit) and capture.grab():
-        count += 1
-    return count
+def _count_upto(file: Path, limit: int | None = None) -> int:
+    """Frames that decode from the start (stopping after ``limit``): the slow, honest count.
+
+    It reads a fresh capture: some files cannot seek back to the start once read to the end
+    (a one-frame video would count as none).
+    """
+    capture = cv2.VideoCapture(str(file))
+    try:
+        count = 0
+        while (limit is None or count < limit) and capture.grab():
+            count += 1
+        return count
+    finally:
+        capture.release()
 
 
 def _no_frames(file: Path) -> InputError:
@@ -102,8 +109,8 @@ def probe(path: str | os.PathLike) -> VideoInfo:
         if first is None:
             raise _no_frames(file)
         reported = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
-        if reported < 1 or _read_at(capture, reported - 1) is None:
-            reported = _count_upto(capture)
+        if reported != 1 and (reported < 1 or _read_at(capture, reported - 1) is None):
+            reported = max(1, _count_upto(file))  # the first frame decoded, so there is at least one
         fps = _fps(capture)
     finally:
         capture.release()
@@ -140,7 +147,7 @@ def read_frame(
             wanted = min(wanted, reported - 1)
         frame = _read_at(capture, wanted)
         if frame is None:  # the container overstated its length: find the real last frame
-            wanted = _count_upto(capture, wanted + 1) - 1
+            wanted = _count_upto(file, wanted + 1) - 1
             frame = _read_at(capture, wanted)
         if frame is None:
             raise _no_frames(file)

@@ -20,7 +20,7 @@ from gar_app.segment.base import Prompt
 from gar_app.video import Clip
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, order=True)
 class Run:
     """Propagate from the keyframe at ``start`` through ``stop`` (either side of it)."""
 

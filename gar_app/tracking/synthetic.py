@@ -44,12 +44,15 @@ def background(width: int, height: int, seed: int = 0) -> np.ndarray:
     return np.clip(255 * (0.35 * tint + 0.65 * texture * tint * 1.4), 0, 255).astype(np.uint8)
 
 
-def sprite(size: int, seed: int = 1) -> tuple[np.ndarray, np.ndarray]:
+ORANGE, PURPLE = (0.95, 0.45, 0.15), (0.6, 0.2, 0.85)
+
+
+def sprite(size: int, seed: int = 1, colour: tuple[float, float, float] = ORANGE) -> tuple[np.ndarray, np.ndarray]:
     """The shape at rest: a textured, lopsided blob (so a turn is visible) and its mask."""
     rng = np.random.default_rng(seed)
     texture = _noise_texture(rng, size, size, 6)
     stripes = (np.indices((size, size)).sum(axis=0) // 5 % 2).astype(np.float32)[..., None]
-    warm = np.array([0.95, 0.45, 0.15], np.float32)
+    warm = np.array(colour, np.float32)
     rgb = np.clip(255 * (warm * (0.55 + 0.3 * texture) + 0.15 * stripes), 0, 255).astype(np.uint8)
     mask = np.zeros((size, size), np.uint8)
     c = size / 2
@@ -97,17 +100,33 @@ class SyntheticClip:
     truth: list[np.ndarray]  # bool masks, empty where the shape is outside the frame
     poses: list[Pose]
     fps: float
+    companion: list[np.ndarray] | None = None  # the second shape's masks, when there is one
 
 
 def moving_shape_clip(
-    frames: int = 48, width: int = 192, height: int = 144, shape_size: int = 56, fps: float = 12.0, seed: int = 0
+    frames: int = 48, width: int = 192, height: int = 144, shape_size: int = 56, fps: float = 12.0, seed: int = 0,
+    companion: bool = False,
 ) -> SyntheticClip:
-    """A textured shape moving, turning and briefly leaving the frame over a textured background."""
+    """A textured shape moving, turning and briefly leaving the frame over a textured background.
+
+    With ``companion``, a smaller purple shape also turns slowly in the bottom-left corner,
+    away from the first one's path (a second object to mark, or to switch a region to).
+    """
     base = background(width, height, seed)
     shape_rgb, shape_mask = sprite(shape_size, seed + 1)
     poses = path_leaving_right(frames, width, height, reach=0.6 * shape_size)
     rendered = [render(base, shape_rgb, shape_mask, pose) for pose in poses]
-    return SyntheticClip([f for f, _ in rendered], [m for _, m in rendered], poses, fps)
+    if not companion:
+        return SyntheticClip([f for f, _ in rendered], [m for _, m in rendered], poses, fps)
+    other_rgb, other_mask = sprite(round(0.6 * shape_size), seed + 2, PURPLE)
+    frames_out, other = [], []
+    for i, (frame, _) in enumerate(rendered):
+        turn = 2 * math.pi * i / max(1, frames)
+        pose = Pose(0.14 * width + 3 * math.cos(turn), 0.84 * height + 3 * math.sin(turn), -3.0 * i)
+        drawn, mask = render(frame, other_rgb, other_mask, pose)
+        frames_out.append(drawn)
+        other.append(mask)
+    return SyntheticClip(frames_out, [m for _, m in rendered], poses, fps, other)
 
 
 def write_clip(path: str | Path, frames: Iterable[np.ndarray], fps: float, codec: str = "mp4v") -> Path:
