@@ -197,7 +197,8 @@ class Clip:
     def __init__(self, path: str | os.PathLike, fps_cap: float | None = None, max_frames: int | None = None):
         self.path = Path(path)
         self.info = probe(self.path)
-        self.fps_cap, self.max_frames = fps_cap, max_frames
+        self.fps_cap = None if fps_cap is None else float(fps_cap)
+        self.max_frames = max_frames
         self.indices = sample_indices(self.info.frame_count, self.info.fps, fps_cap, max_frames)
         self._capture, _ = _open(self.path)
         self._next = 0  # the file index the next plain read returns

@@ -7,8 +7,8 @@ import sys
 
 import numpy as np
 import pytest
-
 from conftest import REPO
+
 from gar_app.tracking.classical import ClassicalTracker
 from gar_app.tracking.session import VideoTracks
 from gar_app.tracking.synthetic import moving_shape_clip, write_clip

@@ -11,6 +11,7 @@ import time
 
 import numpy as np
 import pytest
+from test_track_classical import iou
 
 from gar_app.errors import InputError
 from gar_app.regions import region_colour
@@ -19,8 +20,6 @@ from gar_app.tracking.base import Run, Tracker
 from gar_app.tracking.classical import ClassicalTracker
 from gar_app.tracking.session import VideoTracks
 from gar_app.video import Clip
-
-from test_track_classical import iou
 
 
 class Copier(Tracker):

@@ -41,9 +41,7 @@ def _prompt(args: argparse.Namespace):
     from gar_app.errors import InputError
     from gar_app.segment.base import Prompt
 
-    if args.mask and (args.box or args.points):
-        raise InputError("give either --mask or marks (--box / --points), not both")
-    if not (args.mask or args.box or args.points):
+    if not (args.box or args.points):
         raise InputError("say which region to track: --box '[x1,y1,x2,y2]', --points '[[x,y]]' or --mask FILE")
     if args.labels and not args.points:
         raise InputError("--labels needs --points")
@@ -86,6 +84,8 @@ def run_track(args: argparse.Namespace) -> int:
 
     if args.frame < 0:
         raise InputError(f"--frame must be 0 or more, not {args.frame}")
+    if args.mask and (args.box or args.points or args.labels):
+        raise InputError("give either --mask or marks (--box / --points), not both")
     prompt = None if args.mask else _prompt(args)
     clip = open_video(args.video, args.fps, args.max_frames)
     info = clip.info

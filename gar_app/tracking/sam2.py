@@ -73,6 +73,7 @@ class Sam2Tracker(Tracker):
         self.name = f"{checkpoint.kind} video tracker ({checkpoint.source})"
         config = self.model.config
         self.memory_frames = max(config.num_maskmem, config.max_object_pointers_in_encoder)
+        self.session = None  # the inference session of the run in progress (None between runs)
 
     @property
     def device(self) -> torch.device:
@@ -130,21 +131,25 @@ class Sam2Tracker(Tracker):
         regions = list(masks)  # (transformers keeps and empties the list it is given: pass copies)
         height, width = clip.info.height, clip.info.width
         frames = LazyFrames(clip, self.processor, self.dtype, [run.start, *run.positions])
-        session = self._session(frames, height, width)
-        self.processor.add_inputs_to_inference_session(
-            session, frame_idx=run.start, obj_ids=list(regions), input_masks=[np.ascontiguousarray(masks[r], bool) for r in regions]
-        )
-        with torch.inference_mode():
-            self.model(inference_session=session, frame_idx=run.start)
-            steps = self.model.propagate_in_video_iterator(
-                session, start_frame_idx=run.start, max_frame_num_to_track=len(run), reverse=run.step < 0
+        self.session = session = self._session(frames, height, width)
+        try:
+            self.processor.add_inputs_to_inference_session(
+                session, frame_idx=run.start, obj_ids=list(regions),
+                input_masks=[np.ascontiguousarray(masks[r], bool) for r in regions],
             )
-            for output in steps:
-                if output.frame_idx == run.start:
-                    continue
-                found = dict(zip(output.object_ids, self._masks(output, height, width), strict=True))
-                self._forget(session, output.frame_idx, run.step)
-                yield output.frame_idx, {region: found[region] for region in regions}
+            with torch.inference_mode():
+                self.model(inference_session=session, frame_idx=run.start)
+                steps = self.model.propagate_in_video_iterator(
+                    session, start_frame_idx=run.start, max_frame_num_to_track=len(run), reverse=run.step < 0
+                )
+                for output in steps:
+                    if output.frame_idx == run.start:
+                        continue
+                    found = dict(zip(output.object_ids, self._masks(output, height, width), strict=True))
+                    self._forget(session, output.frame_idx, run.step)
+                    yield output.frame_idx, {region: found[region] for region in regions}
+        finally:
+            self.session = None
 
     def _forget(self, session, frame_idx: int, step: int) -> None:
         """Drop what the model will not look at again: outputs beyond its memory, and the
