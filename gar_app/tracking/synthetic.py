@@ -81,17 +81,45 @@ def path_leaving_right(frames: int, width: int, height: int, reach: float, out_f
     return poses
 
 
+def wandering_path(frames: int, width: int, height: int, fps: float) -> list[Pose]:
+    """A slow loop around the frame (about 40 s a lap), turning: for long clips."""
+    poses = []
+    for i in range(frames):
+        t = 2 * math.pi * i / (40 * fps)
+        poses.append(Pose(width * (0.5 + 0.3 * math.sin(t)), height * (0.5 + 0.3 * math.sin(2 * t)), 0.5 * i))
+    return poses
+
+
 def render(base: np.ndarray, shape_rgb: np.ndarray, shape_mask: np.ndarray, pose: Pose) -> tuple[np.ndarray, np.ndarray]:
-    """One frame (RGB) and the shape's true mask on it (empty when the shape is outside)."""
+    """One frame (RGB) and the shape's true mask on it (empty when the shape is outside).
+
+    Only the shape's box is drawn into, so full-HD frames take milliseconds.
+    """
     height, width = base.shape[:2]
     size = shape_mask.shape[0]
+    reach = size * 0.75  # half the sprite's diagonal: the shape stays inside at any turn
+    x0, y0 = max(0, math.floor(pose.x - reach)), max(0, math.floor(pose.y - reach))
+    x1, y1 = min(width, math.ceil(pose.x + reach)), min(height, math.ceil(pose.y + reach))
+    frame, truth = base.copy(), np.zeros((height, width), bool)
+    if x1 <= x0 or y1 <= y0:
+        return frame, truth
     matrix = cv2.getRotationMatrix2D((size / 2, size / 2), pose.angle, 1.0)
-    matrix[:, 2] += (pose.x - size / 2, pose.y - size / 2)
-    alpha = cv2.warpAffine(shape_mask.astype(np.float32), matrix, (width, height), flags=cv2.INTER_LINEAR)
-    colour = cv2.warpAffine(shape_rgb, matrix, (width, height), flags=cv2.INTER_LINEAR)
+    matrix[:, 2] += (pose.x - size / 2 - x0, pose.y - size / 2 - y0)
+    box = (x1 - x0, y1 - y0)
+    alpha = cv2.warpAffine(shape_mask.astype(np.float32), matrix, box, flags=cv2.INTER_LINEAR)
+    colour = cv2.warpAffine(shape_rgb, matrix, box, flags=cv2.INTER_LINEAR)
     a = alpha[..., None]
-    frame = np.clip(base * (1 - a) + colour * a + 0.5, 0, 255).astype(np.uint8)
-    return frame, alpha >= 0.5
+    frame[y0:y1, x0:x1] = np.clip(base[y0:y1, x0:x1] * (1 - a) + colour * a + 0.5, 0, 255).astype(np.uint8)
+    truth[y0:y1, x0:x1] = alpha >= 0.5
+    return frame, truth
+
+
+def long_clip_frames(minutes: float, width: int = 1920, height: int = 1080, fps: float = 5.0) -> Iterator[np.ndarray]:
+    """Frames of a long clip (a large textured shape wandering and turning), made one at a time."""
+    base = background(width, height, 0)
+    shape_rgb, shape_mask = sprite(round(0.25 * height), 1)
+    for pose in wandering_path(round(minutes * 60 * fps), width, height, fps):
+        yield render(base, shape_rgb, shape_mask, pose)[0]
 
 
 @dataclass
@@ -179,5 +207,3 @@ def write_mjpeg_avi(path: str | Path, jpegs: Sequence[bytes], width: int, height
     return path
 
 
-def frames_of(clip: SyntheticClip) -> Iterator[np.ndarray]:
-    yield from clip.frames
