@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import html
-import re
 from dataclasses import dataclass
 
 import gradio as gr
 
 from components.style import chip_style
 from gar_app.regions import REGION_COLOURS
+from gar_app.tags import split_tags
 from gar_app.workspace import Services, Workspace
-
-_TAG = re.compile(r"&lt;Prompt(\d+)&gt;")
 
 
 @dataclass
@@ -71,10 +69,10 @@ class Page:
 
 def colour_tags(text: str) -> str:
     """HTML of a text with each <PromptN> in its region's colour (the text itself escaped)."""
-    escaped = html.escape(text)
-    return _TAG.sub(
-        lambda m: f'<span class="gar-tag gar-tag-{int(m.group(1)) % len(REGION_COLOURS)}">&lt;Prompt{m.group(1)}&gt;</span>',
-        escaped,
+    return "".join(
+        html.escape(piece) if index is None
+        else f'<span class="gar-tag gar-tag-{index % len(REGION_COLOURS)}">{html.escape(piece)}</span>'
+        for piece, index in split_tags(text)
     ).replace("\n", "<br>")
 
 

@@ -29,25 +29,17 @@ import numpy as np
 from pycocotools import mask as mask_utils
 
 from gar_app.errors import InputError
-from gar_app.images import MAX_IMAGE_PIXELS, ImageSource, load_image, mask_box
+from gar_app.images import ImageSource, check_file_size, load_image, mask_box, max_image_pixels
+from gar_app.tags import find_tags, renumber, tag, tags_in
 
 FORMAT = "gar-app/1"
+MAX_DIGITS = 30  # longest integer an import may hold (pixel counts, indices, seeds)
 SOURCES = ("points", "box", "scribble", "mask")
 ROLES = ("user", "assistant")
 DESCRIBE = "Describe {tag} in detail."
 IMAGE_MARKER = "<image>"
-_TAG = re.compile(r"<Prompt(0|[1-9][0-9]*)>")
 _COLOUR = re.compile(r"#[0-9a-fA-F]{6}")
 Point = tuple[float, float]
-
-
-def tag(index: int) -> str:
-    return f"<Prompt{index}>"
-
-
-def parse_tags(text: str) -> list[str]:
-    """The region tags a text mentions, unique and sorted by index (never in text order)."""
-    return [tag(i) for i in sorted({int(m) for m in _TAG.findall(text)})]
 
 
 def utc_now() -> str:
@@ -109,7 +101,7 @@ def rle_counts(rle: Any) -> tuple[int, int, list[int]]:
     if not (isinstance(size, list | tuple) and len(size) == 2 and all(_is_int(v) and v >= 0 for v in size)):
         raise InputError(f"RLE size must be [height, width] as two non-negative integers, not {size!r}")
     h, w = int(size[0]), int(size[1])
-    if h * w > MAX_IMAGE_PIXELS:
+    if h * w > max_image_pixels():
         raise InputError(f"RLE mask of {w}x{h} pixels is larger than the app accepts")
     if isinstance(raw, bytes):
         raw = raw.decode("ascii", errors="replace")
@@ -208,7 +200,7 @@ class Turn:
 
     @property
     def tags(self) -> list[str]:
-        return parse_tags(self.text)
+        return tags_in(self.text)
 
 
 @dataclass
@@ -239,14 +231,32 @@ def image_info(source: ImageSource, name: str | None = None) -> ImageInfo:
     return ImageInfo(name or "image", image.width, image.height, pixels_sha256(image), "pixels")
 
 
-def image_matches(info: ImageInfo, source: ImageSource) -> bool:
-    """Whether ``source`` is the image a document was made on (checked the way it was hashed)."""
-    if info.sha256_of == "file" and isinstance(source, str | os.PathLike):
-        return file_sha256(source) == info.sha256
-    image = load_image(source)
-    return (image.width, image.height) == (info.width, info.height) and (
-        info.sha256_of == "pixels" and pixels_sha256(image) == info.sha256
-    )
+def check_image(document: ImageInfo, loaded: ImageInfo, image: ImageSource) -> None:
+    """Refuse to restore a document onto another image than the one it was made on.
+
+    ``loaded`` is the identity the workspace recorded for its image, ``image`` that image. A
+    file hash is compared with a file hash and a pixel hash with a pixel hash (the loaded
+    image's pixels are hashed when it came from a file). A document that knows its image only
+    by file hash cannot be checked against an image that has no file (pasted, a video frame):
+    that is refused too, since a same-sized other image would otherwise get its masks.
+    """
+    size = f"{document.width}x{document.height}"
+    wrong = f"this file annotates {document.name} ({size})"
+    if (document.width, document.height) != (loaded.width, loaded.height):
+        raise InputError(f"{wrong}, not the loaded {loaded.width}x{loaded.height} image; load that image first, then import")
+    if document.sha256_of == loaded.sha256_of:
+        same = document.sha256 == loaded.sha256
+    elif document.sha256_of == "pixels":
+        same = document.sha256 == pixels_sha256(image)
+    else:
+        raise InputError(
+            f"{wrong} and identifies it by its file, but the loaded image did not come from a file; "
+            f"open {document.name} itself, then import"
+        )
+    if not same:
+        differs = "its file differs" if document.sha256_of == "file" else "its pixels differ"
+        raise InputError(f"{wrong}; the loaded image {loaded.name} has that size but {differs} (sha256); "
+                         "load that image first, then import")
 
 
 # ---------------------------------------------------------------- writing
@@ -410,7 +420,7 @@ def from_dict(data: Any) -> AnnotationDocument:
         raise _bad(f"format is {fmt!r}; this app reads {FORMAT!r}")
     img = _get(data, "image", "dict", "document")
     width, height = _get(img, "width", "int", "image"), _get(img, "height", "int", "image")
-    if width < 1 or height < 1 or width * height > MAX_IMAGE_PIXELS:
+    if width < 1 or height < 1 or width * height > max_image_pixels():
         raise _bad(f"image size {width}x{height} is empty or larger than the app accepts")
     sha = _get(img, "sha256", "str", "image")
     if not re.fullmatch(r"[0-9a-f]{64}", sha):
@@ -435,15 +445,33 @@ def from_dict(data: Any) -> AnnotationDocument:
     return AnnotationDocument(info, regions, dialogue, frame)
 
 
-def from_json(text: str | bytes) -> AnnotationDocument:
-    """Parse and check an exported document; any problem is one ``InputError`` sentence."""
+def _parse_int(digits: str) -> int:
+    """No number in the format needs more than ``MAX_DIGITS`` digits; longer ones are refused
+    before Python converts them (slow, and beyond 4300 digits an unexplained ValueError)."""
+    if len(digits.lstrip("-")) > MAX_DIGITS:
+        raise _bad(f"it holds a number with {len(digits.lstrip('-'))} digits (at most {MAX_DIGITS} make sense)")
+    return int(digits)
+
+
+def parse_json(text: str | bytes) -> Any:
+    """An export file's JSON (image or video form), or one ``InputError`` sentence."""
     try:
-        data = json.loads(text)
+        return json.loads(text, parse_int=_parse_int)
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise InputError(f"not a valid GAR App export: the file is not JSON ({error})") from None
     except RecursionError:
         raise InputError("not a valid GAR App export: the JSON is nested too deeply") from None
-    return from_dict(data)
+
+
+def from_json(text: str | bytes) -> AnnotationDocument:
+    """Parse and check an exported document; any problem is one ``InputError`` sentence."""
+    return from_dict(parse_json(text))
+
+
+def read_document(path: str | os.PathLike) -> AnnotationDocument:
+    """An export file (e.g. an upload) from disk; a file over the size limit is not read."""
+    check_file_size(path, f"the file {Path(path).name}")
+    return from_json(Path(path).read_bytes())
 
 
 # ---------------------------------------------------------------- training format
@@ -460,7 +488,7 @@ def to_training_records(doc: AnnotationDocument) -> list[dict[str, Any]]:
     expands them into GAR's prompt.
     """
     kept = [r for r in doc.regions if r.area > 0]
-    renumber = {r.tag: tag(new) for new, r in enumerate(kept)}
+    numbers = {r.index: new for new, r in enumerate(kept)}
     pairs: list[tuple[str, str]] = []
     question: str | None = None
     for turn in doc.dialogue:
@@ -472,18 +500,15 @@ def to_training_records(doc: AnnotationDocument) -> list[dict[str, Any]]:
     answers = {answer.strip() for _, answer in pairs}
     pairs += [(DESCRIBE.format(tag=r.tag), r.caption) for r in kept
               if r.caption.strip() and r.caption.strip() not in answers]
-    pairs = [p for p in pairs if all(t in renumber for t in parse_tags(p[0]) + parse_tags(p[1]))]
+    pairs = [p for p in pairs if all(k in numbers for k in find_tags(p[0]) + find_tags(p[1]))]
     if not pairs:
         return []
-
-    def renamed(text: str) -> str:
-        return _TAG.sub(lambda m: renumber[m.group(0)], text)
 
     conversations = []
     for i, (question, answer) in enumerate(pairs):
         prefix = f"{IMAGE_MARKER}\n" if i == 0 else ""
-        conversations += [{"from": "human", "value": prefix + renamed(question)},
-                          {"from": "gpt", "value": renamed(answer)}]
+        conversations += [{"from": "human", "value": prefix + renumber(question, numbers)},
+                          {"from": "gpt", "value": renumber(answer, numbers)}]
     ident = doc.image.name if doc.video is None else f"{doc.video.name}#{doc.video.frame_index}"
     return [{"id": ident, "image": doc.image.name, "mask_rle": [mask_to_rle(r.mask) for r in kept],
              "conversations": conversations}]
@@ -614,7 +639,7 @@ def _read_video(data: Any) -> tuple[VideoSource, int]:
     if not isinstance(data, dict):
         raise _bad("video must be an object")
     width, height = _get(data, "width", "int", "video"), _get(data, "height", "int", "video")
-    if width < 1 or height < 1 or width * height > MAX_IMAGE_PIXELS:
+    if width < 1 or height < 1 or width * height > max_image_pixels():
         raise _bad(f"video frame size {width}x{height} is empty or larger than the app accepts")
     fps = _get(data, "fps", "number", "video", optional=True)
     if fps is not None and fps <= 0:
@@ -729,10 +754,4 @@ def video_from_dict(data: Any) -> VideoDocument:
 
 
 def video_from_json(text: str | bytes) -> VideoDocument:
-    try:
-        data = json.loads(text)
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise InputError(f"not a valid GAR App export: the file is not JSON ({error})") from None
-    except RecursionError:
-        raise InputError("not a valid GAR App export: the JSON is nested too deeply") from None
-    return video_from_dict(data)
+    return video_from_dict(parse_json(text))

@@ -19,7 +19,6 @@ from its own mask). Rendering blends overlapping fills in index order.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 from functools import cached_property
@@ -32,6 +31,7 @@ from PIL import Image
 from gar_app.errors import InputError
 from gar_app.images import ImageSource, load_image, mask_box
 from gar_app.segment.base import Prompt
+from gar_app.tags import parse_tag, tag
 
 RegionSource = Literal["points", "box", "scribble", "mask"]
 SOURCES = ("points", "box", "scribble", "mask")
@@ -43,13 +43,6 @@ REGION_COLOURS: tuple[str, ...] = (
     "#800080", "#008080", "#FF8080", "#8080FF",
 )  # fmt: skip
 
-_TAG = re.compile(r"<Prompt(\d+)>")
-
-
-def region_tag(index: int) -> str:
-    return f"<Prompt{index}>"
-
-
 def region_colour(index: int) -> str:
     """Hex colour of region ``index``; the palette repeats past its end (annotation mode only)."""
     return REGION_COLOURS[index % len(REGION_COLOURS)]
@@ -58,16 +51,6 @@ def region_colour(index: int) -> str:
 def hex_to_rgb(colour: str) -> tuple[int, int, int]:
     value = colour.lstrip("#")
     return int(value[0:2], 16), int(value[2:4], 16), int(value[4:6], 16)
-
-
-def parse_tag(tag: str | int) -> int:
-    """``"<Prompt3>"`` (or ``3``) to 3."""
-    if isinstance(tag, (int, np.integer)) and not isinstance(tag, bool):
-        return int(tag)
-    match = _TAG.fullmatch(str(tag).strip())
-    if match is None:
-        raise InputError(f"{tag!r} is not a region tag like <Prompt0>")
-    return int(match.group(1))
 
 
 @dataclass(frozen=True, eq=False)
@@ -82,7 +65,7 @@ class Region:
 
     @property
     def tag(self) -> str:
-        return region_tag(self.index)
+        return tag(self.index)
 
     @property
     def colour(self) -> str:
@@ -195,7 +178,7 @@ class RegionSet:
         index = parse_tag(key)
         if index not in self._regions:
             have = ", ".join(self.tags) or "none yet"
-            raise InputError(f"there is no region {region_tag(index)} (regions: {have})")
+            raise InputError(f"there is no region {tag(index)} (regions: {have})")
         return self._regions[index]
 
     def next_index(self) -> int:
@@ -226,7 +209,7 @@ class RegionSet:
             index = self.next_index()
         elif index < 0 or index in self._regions or (self._limit is not None and index >= self._limit):
             limit = "" if self._limit is None else f" below {self._limit}"
-            raise InputError(f"cannot add {region_tag(index)}: the index must be free and{limit} >= 0")
+            raise InputError(f"cannot add {tag(index)}: the index must be free and{limit} >= 0")
         array = _as_mask(mask, self.shape)
         self.shape = array.shape
         region = Region(index, array, source, prompt, caption)

@@ -20,9 +20,9 @@ from gar_app import export
 from gar_app.errors import InputError
 from gar_app.images import load_image, load_mask
 from gar_app.model.generation import GenerationSettings
-from gar_app.model.processing import referenced_regions
-from gar_app.regions import Region, RegionSet, region_tag, render_overlay
+from gar_app.regions import Region, RegionSet, render_overlay
 from gar_app.segment.base import Prompt, Segmenter
+from gar_app.tags import check_text, tag
 
 ANNOTATION_MODE = (
     "Annotation mode: no GAR checkpoint is loaded, so Describe and the chat are off. "
@@ -261,7 +261,7 @@ class Workspace:
         if not question:
             raise InputError("type a question first (mention regions as <Prompt0>, <Prompt1>, ...)")
         self.require_image()
-        missing = [region_tag(k) for k in referenced_regions(question) if k not in self.regions]
+        missing = [tag(k) for k in check_text(question) if k not in self.regions]
         if missing:
             have = ", ".join(self.regions.tags) or "none yet"
             raise InputError(f"the question mentions {', '.join(missing)}, which is not a region (regions: {have})")
@@ -315,14 +315,7 @@ class Workspace:
 
     def restore(self, document: export.AnnotationDocument) -> None:
         """Bring back an exported session on the image it was made on."""
-        image = self.require_image()
-        info = document.image
-        if (info.width, info.height) != image.size or (
-            info.sha256_of == "pixels" and info.sha256 != self.info.sha256
-        ):
-            raise InputError(
-                f"this file annotates {info.name} ({info.width}x{info.height}); load that image first, then import"
-            )
+        export.check_image(document.image, self.info, self.require_image())
         regions = RegionSet(limit=self.services.prompt_numbers)
         for item in document.regions:
             prompt = None

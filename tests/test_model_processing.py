@@ -15,9 +15,9 @@ from gar_app.model.processing import (
     GarProcessor,
     normalised_box,
     question_prompt,
-    referenced_regions,
     visual_prompt_map,
 )
+from gar_app.tags import find_tags
 
 
 def _cases() -> list[tuple[str, Image.Image, list[np.ndarray]]]:
@@ -121,7 +121,7 @@ def test_256_placeholders_per_referenced_region(processor):
 
 def test_question_prompt_lists_tags_in_index_order(processor):
     question = "Is <Prompt2> left of <Prompt0>? And <Prompt2>?"
-    assert referenced_regions(question) == [0, 2]
+    assert find_tags(question) == [0, 2]
     prompt = question_prompt(question, {0: "R0", 2: "R2"})
     assert prompt == (
         "There are some objects I am curious about: <Prompt0>; <Prompt2>; \n"

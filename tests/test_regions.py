@@ -15,11 +15,11 @@ from gar_app.regions import (
     Region,
     RegionSet,
     hex_to_rgb,
-    parse_tag,
     region_colour,
     render_overlay,
 )
 from gar_app.segment import Prompt
+from gar_app.tags import parse_tag
 
 
 def square(x0: int, y0: int, x1: int, y1: int, shape: tuple[int, int] = (30, 40)) -> np.ndarray:

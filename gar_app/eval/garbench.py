@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +26,7 @@ from tqdm import tqdm
 from gar_app.errors import InputError
 from gar_app.export import rle_to_mask
 from gar_app.images import load_image
+from gar_app.tags import find_tags
 
 Item = dict[str, Any]
 Key = tuple[str, Any]
@@ -39,7 +39,6 @@ _FIELDS = {
     "detailed": ("image", "mask_rles", "subject_name", "object_name", "predicate_name"),
 }
 DETAILED_PROMPT = "Describe <Prompt0> in detail, including the relationship with <Prompt1>."
-_TAG = re.compile(r"<Prompt(\d+)>")
 
 
 def read_json_list(path: str | os.PathLike, what: str) -> list[Item]:
@@ -93,7 +92,7 @@ def load_items(path: str | os.PathLike, split: str) -> list[Item]:
         rles = item["mask_rles"]
         if not isinstance(rles, list) or not rles or not all(isinstance(r, dict) for r in rles):
             raise InputError(f"{name}: mask_rles must be a non-empty list of COCO RLE objects")
-        highest = max((int(tag) for tag in _TAG.findall(_text(item))), default=-1)
+        highest = max(find_tags(_text(item)), default=-1)
         if highest >= len(rles):
             raise InputError(f"{name} mentions <Prompt{highest}> but has only {len(rles)} masks")
     return items
@@ -106,7 +105,7 @@ def _text(item: Item) -> str:
 
 def regions_needed(item: Item) -> int:
     """How many ``<PromptK>`` tokens the model must have for this item (all its masks are passed)."""
-    highest = max((int(tag) for tag in _TAG.findall(_text(item))), default=-1)
+    highest = max(find_tags(_text(item)), default=-1)
     return max(len(item["mask_rles"]), highest + 1)
 
 

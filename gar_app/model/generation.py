@@ -9,6 +9,8 @@ import torch
 
 from gar_app.errors import InputError
 
+MAX_LOGPROBS = 20
+
 
 @dataclass(frozen=True)
 class GenerationSettings:
@@ -20,6 +22,7 @@ class GenerationSettings:
     top_p: float = 0.9
     top_k: int = 0
     seed: int | None = None
+    logprobs: int = 0  # record the top-k log-probabilities of every generated token (0: off)
 
     def __post_init__(self) -> None:
         if self.max_new_tokens < 1:
@@ -30,9 +33,40 @@ class GenerationSettings:
             raise InputError("top-p must be in (0, 1]")
         if self.top_k < 0:
             raise InputError("top-k must be 0 (off) or positive")
+        if not 0 <= self.logprobs <= MAX_LOGPROBS:
+            raise InputError(f"logprobs must be between 1 and {MAX_LOGPROBS} (or 0 for none)")
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+@dataclass(frozen=True)
+class TokenLogprob:
+    """One token with its log-probability; for a generated token, ``top`` holds the best
+    ``k`` tokens of that step (best first), which include the chosen one when it ranks."""
+
+    id: int
+    text: str
+    logprob: float
+    top: tuple[TokenLogprob, ...] = ()
+
+    def to_dict(self) -> dict:
+        entry = {"id": self.id, "text": self.text, "logprob": self.logprob}
+        if self.top:
+            entry["top"] = [alternative.to_dict() for alternative in self.top]
+        return entry
+
+
+def token_logprob(logits: torch.Tensor, token: int, k: int, spell: Callable[[int], str]) -> TokenLogprob:
+    """``token``'s log-probability under the step's raw fp32 logits, with the top ``k``.
+
+    The distribution is the model's own (log-softmax of the logits before any banning,
+    temperature or top-p), so the numbers compare with other implementations of GAR.
+    """
+    logprobs = torch.log_softmax(logits.float().reshape(-1), dim=-1)
+    values, ids = torch.topk(logprobs, k)
+    top = tuple(TokenLogprob(int(i), spell(int(i)), float(v)) for v, i in zip(values.tolist(), ids.tolist(), strict=True))
+    return TokenLogprob(token, spell(token), float(logprobs[token]), top)
 
 
 class TokenChooser:
@@ -73,13 +107,18 @@ class TextStream:
     """Incremental detokenisation whose pieces join to exactly the final, stripped answer.
 
     Text is held back while it ends in an incomplete UTF-8 sequence or in whitespace (the
-    final answer is stripped), so a streamed piece is never taken back.
+    final answer is stripped), so a streamed piece is never taken back. Each token decodes
+    only a short window of tokens (the ones since the last complete character), so a long
+    answer costs the same per token as a short one.
     """
 
     def __init__(self, decode: Callable[[Sequence[int]], str]):
         self._decode = decode
         self.tokens: list[int] = []
-        self._sent = 0
+        self._window = 0  # tokens[_window:_read] decode to the end of _raw
+        self._read = 0
+        self._raw = ""  # the text of tokens[:_read], complete characters only
+        self._sent = 0  # characters of the stripped answer already streamed
 
     @property
     def text(self) -> str:
@@ -87,9 +126,13 @@ class TextStream:
 
     def push(self, token: int) -> str:
         self.tokens.append(token)
-        text = self._decode(self.tokens).lstrip()
-        if text.endswith("\ufffd"):
+        known = self._decode(self.tokens[self._window : self._read])
+        latest = self._decode(self.tokens[self._window :])
+        if latest.endswith("\ufffd") or len(latest) <= len(known):
             return ""
+        self._raw += latest[len(known) :]
+        self._window, self._read = self._read, len(self.tokens)
+        text = self._raw.lstrip()
         ready = len(text.rstrip())
         if ready <= self._sent:
             return ""

@@ -9,7 +9,6 @@ rendered with the checkpoint's own chat template.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,19 +22,10 @@ from transformers.image_utils import PILImageResampling
 from gar_app.errors import CheckpointError, InputError
 from gar_app.images import mask_box
 from gar_app.model.configuration import GarConfig
+from gar_app.tags import tag
 
-TAG_PATTERN = re.compile(r"<Prompt(\d+)>")
 DESCRIBE_INSTRUCTION = "Describe this masked region in detail."
 Box = tuple[float, float, float, float]
-
-
-def tag(index: int) -> str:
-    return f"<Prompt{index}>"
-
-
-def referenced_regions(text: str) -> list[int]:
-    """Region indices a text mentions, each once, in index order (never set order)."""
-    return sorted({int(match) for match in TAG_PATTERN.findall(text)})
 
 
 def multiple_choice_question(question: str, choices: Sequence[str]) -> str:
@@ -237,6 +227,10 @@ class GarProcessor:
             else:
                 expanded.append(token)
         return torch.tensor([expanded], dtype=torch.long)
+
+    def token_text(self, token: int) -> str:
+        """One token as text, control tokens included (for log-probability listings)."""
+        return self.tokenizer.decode([token], skip_special_tokens=False, clean_up_tokenization_spaces=False)
 
     def decode(self, ids: Sequence[int]) -> str:
         visible = [i for i in ids if i not in self._hidden_ids]

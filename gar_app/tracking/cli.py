@@ -37,17 +37,13 @@ def add_track(commands: argparse._SubParsersAction) -> None:
 
 
 def _prompt(args: argparse.Namespace):
-    from gar_app.commands import _json_list
+    from gar_app.commands import parse_prompt_options
     from gar_app.errors import InputError
     from gar_app.segment.base import Prompt
 
     if not (args.box or args.points):
         raise InputError("say which region to track: --box '[x1,y1,x2,y2]', --points '[[x,y]]' or --mask FILE")
-    if args.labels and not args.points:
-        raise InputError("--labels needs --points")
-    points = _json_list(args.points, "--points") if args.points else []
-    labels = _json_list(args.labels, "--labels") if args.labels else [1] * len(points)
-    box = _json_list(args.box, "--box") if args.box else None
+    points, labels, box = parse_prompt_options(args)
     return Prompt(points=points, labels=labels, box=box)
 
 

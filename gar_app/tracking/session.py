@@ -32,8 +32,9 @@ from PIL import Image
 
 from gar_app.errors import InputError
 from gar_app.export import mask_to_rle, rle_to_mask
-from gar_app.regions import RegionSet, region_colour, region_tag
+from gar_app.regions import RegionSet, region_colour
 from gar_app.segment.base import Prompt
+from gar_app.tags import parse_tag, tag
 from gar_app.tracking.base import Run, Tracker, check_keyframe_mask
 from gar_app.video import Clip
 
@@ -67,7 +68,7 @@ class TrackedRegion:
 
     @property
     def tag(self) -> str:
-        return region_tag(self.index)
+        return tag(self.index)
 
     @property
     def colour(self) -> str:
@@ -118,12 +119,10 @@ class VideoTracks:
     # -- regions and marks ----------------------------------------------------------------
 
     def region(self, key: int | str) -> TrackedRegion:
-        from gar_app.regions import parse_tag
-
         index = parse_tag(key)
         if index not in self.regions:
             have = ", ".join(r.tag for r in self) or "none yet"
-            raise InputError(f"there is no tracked region {region_tag(index)} (regions: {have})")
+            raise InputError(f"there is no tracked region {tag(index)} (regions: {have})")
         return self.regions[index]
 
     def __iter__(self) -> Iterator[TrackedRegion]:
@@ -146,7 +145,7 @@ class VideoTracks:
                 raise InputError(f"at most {self.limit} regions with this model; remove one before adding another")
             index = next(i for i in range(len(self.regions) + 1) if i not in self.regions)
         elif index in self.regions or index < 0 or (self.limit is not None and index >= self.limit):
-            raise InputError(f"cannot add {region_tag(index)}: the index must be free and within the model's regions")
+            raise InputError(f"cannot add {tag(index)}: the index must be free and within the model's regions")
         array = self._mask_for(position, mask, prompt)
         region = TrackedRegion(index, anchor=position)
         self.regions[index] = region
