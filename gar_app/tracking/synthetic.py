@@ -114,12 +114,16 @@ def render(base: np.ndarray, shape_rgb: np.ndarray, shape_mask: np.ndarray, pose
     return frame, truth
 
 
-def long_clip_frames(minutes: float, width: int = 1920, height: int = 1080, fps: float = 5.0) -> Iterator[np.ndarray]:
-    """Frames of a long clip (a large textured shape wandering and turning), made one at a time."""
+def long_clip_frames(
+    minutes: float, width: int = 1920, height: int = 1080, fps: float = 5.0, truth: bool = False
+) -> Iterator[np.ndarray] | Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Frames of a long clip (a large textured shape wandering and turning), made one at a time;
+    with ``truth``, (frame, the shape's mask) pairs."""
     base = background(width, height, 0)
     shape_rgb, shape_mask = sprite(round(0.25 * height), 1)
     for pose in wandering_path(round(minutes * 60 * fps), width, height, fps):
-        yield render(base, shape_rgb, shape_mask, pose)[0]
+        frame, mask = render(base, shape_rgb, shape_mask, pose)
+        yield (frame, mask) if truth else frame
 
 
 @dataclass
