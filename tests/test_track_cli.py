@@ -65,6 +65,7 @@ def test_mask_file_and_a_frame_between_samples(shape_clip, tmp_path, capsys):
         (["--box", "[0, 0, 5, 5]", "--fps", "0"], "frame rate cap"),
         (["--box", "[0, 0, 5, 5]", "--frame", "-1"], "--frame"),
         (["--box", "[0, 0, 5, 5]", "--sam2", "/nowhere/sam2"], "SAM 2"),
+        (["--box", "[0, 0, 5, 5]", "--preview", "p.mp4"], "WebM"),
     ],
 )
 def test_mistakes_are_one_line_errors(shape_clip, tmp_path, capsys, argv, message):
@@ -94,3 +95,8 @@ def test_building_the_track_command_imports_nothing_heavy():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_an_output_folder_that_does_not_exist_is_refused_before_tracking(shape_clip, tmp_path, capsys):
+    code, err = track(capsys, "--video", str(shape_clip[0]), "--box", "[0, 0, 5, 5]", "--out", str(tmp_path / "no" / "x.json"))
+    assert code == 2 and "does not exist" in err and "tracking [" not in err

@@ -83,6 +83,11 @@ def run_track(args: argparse.Namespace) -> int:
     if args.mask and (args.box or args.points or args.labels):
         raise InputError("give either --mask or marks (--box / --points), not both")
     prompt = None if args.mask else _prompt(args)
+    for option, path in (("--out", args.out), ("--preview", args.preview)):  # before any work is done
+        if path is not None and not Path(path).resolve().parent.is_dir():
+            raise InputError(f"{option} {path}: folder {Path(path).parent} does not exist")
+    if args.preview and Path(args.preview).suffix.lower() != ".webm":
+        raise InputError(f"--preview {args.preview}: the preview is a WebM video; name it something.webm")
     clip = open_video(args.video, args.fps, args.max_frames)
     info = clip.info
     print(f"{info.name}: {info.width}x{info.height}, {info.frame_count} frames at {info.fps:.3g} fps; "
