@@ -26,6 +26,7 @@ SUBCOMMANDS = (
     "gar_app.commands:add_ask",
     "gar_app.commands:add_tiny",
     "gar_app.eval.cli:add_eval",
+    "gar_app.tracking.cli:add_track",
 )
 
 

@@ -247,3 +247,21 @@ def slow_app(tiny_gar_dir):
     server = RunningApp(Services(segmenter=GrabCutSegmenter(), gar=gar))
     yield server
     server.close()
+
+
+@pytest.fixture(scope="session")
+def tiny_sam2_dir(tmp_path_factory) -> Path:
+    """A tiny random SAM 2 video checkpoint folder, written by transformers' own classes."""
+    from gar_app.tracking.tiny import write_tiny_sam2
+
+    return write_tiny_sam2(tmp_path_factory.mktemp("tiny-sam2"), seed=0)
+
+
+@pytest.fixture(scope="session")
+def shape_clip(tmp_path_factory):
+    """The synthetic tracking clip (orange shape leaving and coming back, purple one in a corner),
+    encoded as MPEG-4 like an upload: ``(path, SyntheticClip with the true masks)``."""
+    from gar_app.tracking.synthetic import moving_shape_clip, write_clip
+
+    clip = moving_shape_clip(companion=True)
+    return write_clip(tmp_path_factory.mktemp("clip") / "shapes.mp4", clip.frames, clip.fps), clip
