@@ -127,9 +127,10 @@ def first_turn_phases(gar, image, masks, settings) -> dict[str, float]:
 
 
 def conversation(gar, ticks: Ticks, image, masks, settings, repeats: int) -> dict:
-    """First turn (describe) and a cached follow-up, ``repeats`` times; medians and the tokens."""
+    """First turn (describe), a follow-up on the session's cache, and the same follow-up in a
+    session that recomputes everything each turn; ``repeats`` times; medians and the tokens."""
     follow_up = "How does <Prompt1> relate to <Prompt0>?"
-    runs = {"first": [], "follow-up": []}
+    runs = {"first": [], "follow-up": [], "recomputed": []}
     tokens = {}
     for _ in range(repeats):
         chat = gar.chat(image, masks)
@@ -137,6 +138,9 @@ def conversation(gar, ticks: Ticks, image, masks, settings, repeats: int) -> dic
         tokens["first"] = ticks.ids
         runs["follow-up"].append(ticks.turn(chat.stream(follow_up, settings)))
         tokens["follow-up"] = ticks.ids
+        scratch = gar.chat(image, masks, reuse_cache=False)
+        ticks.turn(scratch.stream_describe(0, settings))
+        runs["recomputed"].append(ticks.turn(scratch.stream(follow_up, settings)))
     summary = {
         kind: {key: statistics.median(run[key] for run in kind_runs) for key in kind_runs[0]}
         for kind, kind_runs in runs.items()
@@ -162,11 +166,7 @@ def step_variants(gar, position: int) -> dict[str, float]:
     from gar_app.model.decoding import StaticDecoder
 
     times = {}
-    for label, options in (
-        ("unfused element-wise ops", {"fuse": False}),
-        ("one graph over all slots, chunked sums", {"all_slots": True, "chunked": True}),
-        ("one graph over all slots, one product", {"all_slots": True}),
-    ):
+    for label, options in (("unfused element-wise ops", {"fuse": False}),):
         decoder = StaticDecoder(gar.model, **options)
         decoder.warm_up()
         times[label] = graph_step_seconds(decoder, position)
@@ -214,6 +214,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--modes", default="eager,static", help="decode paths to compare")
     parser.add_argument("--bandwidth", type=float, help="card memory bandwidth in TB/s (default: known cards)")
+    parser.add_argument("--variants", action="store_true", help="also time the static decoder's other designs")
     args = parser.parse_args()
 
     gar, work = build(args)
@@ -246,7 +247,8 @@ def main() -> None:
         results[mode] = conversation(gar, ticks, image, masks, settings, args.repeats)
         if mode == "static" and gar._decoder.uses_graphs:
             results["graph step"] = graph_step_seconds(gar._decoder, results[mode]["length"])
-            results["variants"] = step_variants(gar, results[mode]["length"])
+            if args.variants:
+                results["variants"] = step_variants(gar, results[mode]["length"])
 
     bandwidth = (args.bandwidth * 1e12) if args.bandwidth else next(
         (value for name, value in BANDWIDTH.items() if name in card), None)
@@ -267,6 +269,10 @@ def main() -> None:
               f"{step * 1000:.3f} ms = {1 / step:.0f} tokens/s{share}; the rest of each step is the Python loop")
         for label, seconds in variants.items():
             print(f"    other design, {label}: {seconds * 1000:.3f} ms")
+    for mode, result in results.items():
+        cached, recomputed = result["summary"]["follow-up"], result["summary"]["recomputed"]
+        print(f"  {mode:6s} follow-up with the session's cache vs recomputed: "
+              f"{recomputed['first_token_s'] / cached['first_token_s']:.1f}x faster to the first token")
     if {"eager", "static"} <= results.keys():
         for kind in ("first", "follow-up"):
             speed = results["static"]["summary"][kind]["tokens_per_s"] / results["eager"]["summary"][kind]["tokens_per_s"]

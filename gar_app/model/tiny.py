@@ -177,6 +177,7 @@ def random_gar(
     For benchmarks of sizes whose checkpoint would take minutes to write and read back
     (GAR-8B: ~20 GB); ``write_tiny_gar`` + ``load_gar`` is the path real checkpoints take.
     """
+    from gar_app.model.image_processing import GarImageProcessor
     from gar_app.model.loading import Gar, attention_backend
     from gar_app.model.processing import GarProcessor
 
@@ -184,7 +185,7 @@ def random_gar(
     config = random_config(tokenizer, prompt_numbers, preset)
     config.mllm_config._attn_implementation = attention_backend(device)
     model = _random_model(config, seed, preset, device).to(dtype).eval()
-    image_processor = PerceptionLMImageProcessor(vision_input_type="thumb+tile", tile_size=448, max_num_tiles=36)
+    image_processor = GarImageProcessor(vision_input_type="thumb+tile", tile_size=448, max_num_tiles=36)
     processor = GarProcessor(tokenizer, image_processor, CHAT_TEMPLATE, config, model.tokens_per_side**2)
     return Gar(model, processor, model_id=f"random {preset}", decode=decode)
 
