@@ -13,8 +13,10 @@ from gar_app.errors import GarAppError
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from gar_app.batch.cli import add_batch
     from gar_app.commands import add_ask, add_describe, add_tiny
     from gar_app.eval.cli import add_eval
+    from gar_app.serve.cli import add_serve
 
     parser = argparse.ArgumentParser(
         prog="gar-app",
@@ -25,6 +27,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_ask(commands)
     add_tiny(commands)
     add_eval(commands)
+    add_serve(commands)
+    add_batch(commands)
     return parser
 
 
