@@ -20,8 +20,10 @@ import json
 import threading
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
-from gar_app.model import ChatSession
+if TYPE_CHECKING:
+    from gar_app.model import ChatSession
 
 
 def conversation_key(image_digest: str, regions: Mapping[int, str], turns: Sequence[tuple[str, str]]) -> str:
