@@ -14,6 +14,7 @@ import pytest
 from api_helpers import box_mask, image_part, noise_image, rle_part, text_part
 from conftest import REPO, free_port
 
+from gar_app.cli import main
 from gar_app.model import GenerationSettings
 
 IMAGE = noise_image(5)
@@ -77,13 +78,11 @@ def test_gar_app_serve_answers_like_the_library(tiny_gar_dir, tiny_gar, tmp_path
     assert "serving the API on" in server.log.read_text()
 
 
-def test_serve_refuses_a_key_variable_that_is_not_set(tiny_gar_dir):
-    run = subprocess.run([sys.executable, "-m", "gar_app.cli", "serve", "--model", str(tiny_gar_dir),
-                          "--api-key-env", "GAR_TEST_UNSET_KEY"], cwd=REPO, capture_output=True, text=True,
-                         env={**os.environ, "PYTHONPATH": str(REPO)})
-    assert run.returncode == 2
-    assert run.stderr.strip() == ("gar-app: error: --api-key-env GAR_TEST_UNSET_KEY: that environment variable "
-                                  "is not set or empty")
+def test_serve_refuses_a_key_variable_that_is_not_set(tiny_gar_dir, capsys, monkeypatch):
+    monkeypatch.delenv("GAR_TEST_UNSET_KEY", raising=False)
+    assert main(["serve", "--model", str(tiny_gar_dir), "--api-key-env", "GAR_TEST_UNSET_KEY"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "gar-app: error: --api-key-env GAR_TEST_UNSET_KEY: that environment variable is not set or empty")
 
 
 @pytest.mark.slow

@@ -42,6 +42,8 @@ def api_options(args: argparse.Namespace):
 
 
 def run_serve(args: argparse.Namespace) -> int:
+    options = api_options(args)  # option mistakes first, before seconds of imports and loading
+
     import uvicorn
 
     from gar_app.model import load_gar
@@ -49,7 +51,6 @@ def run_serve(args: argparse.Namespace) -> int:
     from gar_app.serve.app import create_server
     from gar_app.workspace import Services
 
-    options = api_options(args)
     print(f"loading GAR from {args.model} ...", file=sys.stderr, flush=True)
     gar = load_gar(args.model, device=args.device, dtype=args.dtype)
     segmenter = load_segmenter(args.sam, device=args.device)
