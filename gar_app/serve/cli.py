@@ -44,11 +44,14 @@ def api_options(args: argparse.Namespace):
 def run_serve(args: argparse.Namespace) -> int:
     options = api_options(args)  # option mistakes first, before seconds of imports and loading
 
-    import uvicorn
+    try:
+        import uvicorn
 
+        from gar_app.serve.app import create_server
+    except ImportError as error:
+        raise InputError(f'gar-app serve needs FastAPI and uvicorn ({error}): pip install "gar-app[serve]"') from None
     from gar_app.model import load_gar
     from gar_app.segment import load_segmenter
-    from gar_app.serve.app import create_server
     from gar_app.workspace import Services
 
     print(f"loading GAR from {args.model} ...", file=sys.stderr, flush=True)
