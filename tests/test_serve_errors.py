@@ -204,7 +204,8 @@ def test_full_queue_is_429_and_the_queued_request_still_finishes(tiny_gar):
             seen = threading.Event()
             while server.stats()["queued"] < 1:
                 seen.wait(0.02)
-            error = refused(openai.RateLimitError, lambda: ask(server.client(), content))
+            # (a timeout, so that a server accepting this one fails the test instead of waiting on the lock)
+            error = refused(openai.RateLimitError, lambda: ask(server.client(timeout=60), content))
             assert error["code"] == "queue_full" and "retry" in error["message"]
         waiting.join(timeout=120)
         assert answers and answers[0].choices[0].message.content is not None
