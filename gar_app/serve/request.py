@@ -162,7 +162,7 @@ def _number(body: dict, name: str, low: float, high: float, integer: bool = Fals
 
 def _unsupported(body: dict) -> None:
     """Refuse OpenAI features GAR does not have, rather than silently ignoring them."""
-    if body.get("n", 1) != 1:
+    if body.get("n") not in (None, 1):
         raise bad_request("n must be 1: the server writes one answer per request", "n")
     for name in ("tools", "functions", "logit_bias"):
         if body.get(name):
@@ -228,7 +228,7 @@ def _parts(content: Any, param: str) -> list[dict]:
     return content
 
 
-def parse_region(part: dict, index_in_body: int, where: str, prompt_numbers: int) -> RegionPart:
+def parse_region(part: dict, message: int, where: str, prompt_numbers: int) -> RegionPart:
     """A region content part (``tag`` and one of ``mask``, ``mask_url``, ``box``), checked."""
     try:
         index = parse_tag(part.get("tag", ""))
@@ -245,7 +245,7 @@ def parse_region(part: dict, index_in_body: int, where: str, prompt_numbers: int
     if kind == "box" and not (isinstance(value, list) and len(value) == 4
                               and all(isinstance(v, int | float) and not isinstance(v, bool) for v in value)):
         raise bad_request(f"{where}.box must be [x1, y1, x2, y2] in pixels", f"{where}.box", "invalid_box")
-    return RegionPart(index, index_in_body, kind, value, f"{where}.{kind}")
+    return RegionPart(index, message, kind, value, f"{where}.{kind}")
 
 
 def parse_chat_request(body: Any, prompt_numbers: int) -> ChatRequest:
