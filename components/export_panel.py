@@ -41,7 +41,7 @@ def wire(page: Page) -> None:
         if not path:
             raise InputError("No file was uploaded.")
         ws.require_image()
-        ws.restore(export.from_json(Path(path).read_bytes()))
+        ws.restore(export.read_document(path))
         return as_outputs(page, refresh_regions(ws)) | {page.chatbot: chat_messages(ws)}
 
     page.export.click(on_export_clicked, [page.state], [page.export_files, page.notice], api_name="export")

@@ -4,22 +4,75 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 
 import numpy as np
 
 from gar_app.errors import InputError
 
+# The weight dtypes ``load_gar`` takes by name.
+DTYPES = ("bf16", "fp16", "fp32")
+OVERLAY_FORMATS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 
-def _json_list(text: str, name: str) -> list:
+
+def _shown(text: str) -> str:
+    """An option's value quoted in a message, cut short when it is long."""
+    return repr(text if len(text) <= 60 else text[:57] + "...")
+
+
+def _json_list(text: str, name: str, example: str) -> list:
     try:
         value = json.loads(text)
-    except json.JSONDecodeError:
-        raise InputError(f"{name} must be JSON, e.g. '[[100, 200]]'; got {text!r}") from None
+    except ValueError:  # not JSON, or an integer too long to convert
+        raise InputError(f"{name} must be JSON, e.g. '{example}'; got {_shown(text)}") from None
     if not isinstance(value, list):
-        raise InputError(f"{name} must be a JSON list; got {text!r}")
+        raise InputError(f"{name} must be a JSON list, e.g. '{example}'; got {_shown(text)}")
     return value
+
+
+def _is_number(value: object) -> bool:
+    """A finite JSON number (JSON allows NaN and Infinity as extensions; a bool is not a number)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an integer too large for a float
+        return False
+
+
+def parse_prompt_options(args: argparse.Namespace) -> tuple[list, list, list | None]:
+    """``--points`` / ``--labels`` / ``--box`` as checked lists, before anything is loaded.
+
+    Points are ``[[x, y], ...]``, labels one 1 (include) or 0 (exclude) per point, the box
+    ``[x1, y1, x2, y2]``, all finite numbers in image pixels. Box corners may come in either
+    order (the segmenter sorts them); where they fall on the image is checked against it.
+    """
+    points = _json_list(args.points, "--points", "[[100, 200]]") if args.points else []
+    if not all(isinstance(p, list) and len(p) == 2 and all(map(_is_number, p)) for p in points):
+        raise InputError(f"--points must be a list of [x, y] pairs of numbers, e.g. '[[100, 200]]'; got {_shown(args.points)}")
+    labels = _json_list(args.labels, "--labels", "[1, 0]") if args.labels else [1] * len(points)
+    if not all(label in (0, 1) and not isinstance(label, bool) for label in labels):
+        raise InputError(f"--labels must be a list of 1 (include) and 0 (exclude); got {_shown(args.labels)}")
+    if len(labels) != len(points):
+        raise InputError(f"--labels has {len(labels)} entries for {len(points)} points")
+    box = _json_list(args.box, "--box", "[100, 150, 400, 300]") if args.box else None
+    if box is not None and not (len(box) == 4 and all(map(_is_number, box))):
+        raise InputError(f"--box must be four numbers [x1, y1, x2, y2], e.g. '[100, 150, 400, 300]'; got {_shown(args.box)}")
+    return points, labels, box
+
+
+def check_output_image(path: str | None) -> None:
+    """Fail on an overlay path that cannot be written before any work is done."""
+    if path is None:
+        return
+    target = Path(path)
+    if target.suffix.lower() not in OVERLAY_FORMATS:
+        raise InputError(f"--output-image {path}: the name must end in {', '.join(OVERLAY_FORMATS)}")
+    if not target.parent.is_dir():
+        raise InputError(f"--output-image {path}: folder {target.parent} does not exist")
 
 
 def _add_model_options(parser: argparse.ArgumentParser) -> None:
@@ -27,17 +80,21 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
 
     parser.add_argument("--model", default=DEFAULT_MODEL, help=f"GAR checkpoint folder or Hub id (default {DEFAULT_MODEL})")
     parser.add_argument("--device", default=None, help="cuda, cpu, mps... (default: best available)")
-    parser.add_argument("--dtype", default=None, choices=["bf16", "fp16", "fp32"], help="weights dtype")
+    parser.add_argument("--dtype", default=None, choices=DTYPES, help="weights dtype")
     parser.add_argument("--max-new-tokens", type=int, default=1024, help="longest answer in tokens (default 1024)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of streaming text")
+    parser.add_argument(
+        "--decode", default="auto", choices=["auto", "eager", "static"],
+        help="auto: static KV cache + CUDA graphs on CUDA, eager elsewhere (default)",
+    )
 
 
 def _load(args: argparse.Namespace):
     from gar_app.model import load_gar
 
     print(f"loading GAR from {args.model} ...", file=sys.stderr, flush=True)
-    gar = load_gar(args.model, device=args.device, dtype=args.dtype)
-    print(f"loaded on {gar.device}", file=sys.stderr, flush=True)
+    gar = load_gar(args.model, device=args.device, dtype=args.dtype, decode=args.decode)
+    print(f"loaded on {gar.device} ({gar.decode} decoding)", file=sys.stderr, flush=True)
     return gar
 
 
@@ -70,15 +127,16 @@ def _print_json(args: argparse.Namespace, text: str, masks: Sequence[np.ndarray]
     print(json.dumps(document, ensure_ascii=False))
 
 
-def _segment_mask(args: argparse.Namespace, image) -> tuple[np.ndarray, dict]:
-    """Turn --points/--labels/--box into a mask with SAM (or the fallback), saying which."""
-    from gar_app.segment import load_segmenter
+def _note(message: str) -> None:
+    print(f"gar-app: note: {message}", file=sys.stderr, flush=True)
 
-    points = _json_list(args.points, "--points") if args.points else []
-    labels = _json_list(args.labels, "--labels") if args.labels else [1] * len(points)
-    box = _json_list(args.box, "--box") if args.box else None
-    if len(labels) != len(points):
-        raise InputError(f"--labels has {len(labels)} entries for {len(points)} points")
+
+def _segment_mask(args: argparse.Namespace, image, marks: tuple[list, list, list | None]) -> tuple[np.ndarray, dict]:
+    """Turn --points/--labels/--box into a mask with SAM (or the fallback), saying which."""
+    from gar_app.segment import check_prompt, load_segmenter
+
+    points, labels, box = marks
+    check_prompt(image.width, image.height, points or None, labels or None, box)  # before loading SAM
     segmenter = load_segmenter(args.sam, device=args.device)
     print(f"segmenting with {segmenter.name}", file=sys.stderr, flush=True)
     segmenter.set_image(image)
@@ -100,16 +158,17 @@ def _save_overlay(path: str, image, masks: Sequence[np.ndarray]) -> None:
 
 def run_describe(args: argparse.Namespace) -> int:
     from gar_app.images import load_image, load_mask
-    from gar_app.model import GenerationSettings
 
+    check_output_image(args.output_image)
+    if args.mask and (args.points or args.box):
+        raise InputError("give either --mask or SAM prompts (--points / --box), not both")
+    marks = parse_prompt_options(args)
     image = load_image(args.image)
     extra: dict = {}
     if args.mask:
-        if args.points or args.box:
-            raise InputError("give either --mask or SAM prompts (--points / --box), not both")
-        mask = load_mask(args.mask, size=image.size)
+        mask = load_mask(args.mask, size=image.size, notify=_note)
     elif args.points or args.box:
-        mask, extra = _segment_mask(args, image)
+        mask, extra = _segment_mask(args, image, marks)
     else:
         raise InputError("say which region to describe: --mask FILE, --points '[[x,y]]' or --box '[x1,y1,x2,y2]'")
     if not mask.any():
@@ -117,6 +176,8 @@ def run_describe(args: argparse.Namespace) -> int:
     if args.output_image:
         _save_overlay(args.output_image, image, [mask])
     gar = _load(args)
+    from gar_app.model import GenerationSettings  # torch: only once the input is known to be good
+
     session = gar.chat(image, [mask])
     settings = GenerationSettings(max_new_tokens=args.max_new_tokens)
     text = _emit(session.stream_describe(0, settings, instruction=args.prompt), args.json)
@@ -127,13 +188,14 @@ def run_describe(args: argparse.Namespace) -> int:
 
 def run_ask(args: argparse.Namespace) -> int:
     from gar_app.images import load_image, load_mask
-    from gar_app.model import GenerationSettings, multiple_choice_question
 
     image = load_image(args.image)
-    masks = [load_mask(path, size=image.size) for path in args.masks]
+    masks = [load_mask(path, size=image.size, notify=_note) for path in args.masks]
     for index, (path, mask) in enumerate(zip(args.masks, masks, strict=True)):
         if not mask.any():
             raise InputError(f"mask {path} (<Prompt{index}>) is empty")
+    from gar_app.model import GenerationSettings, multiple_choice_question  # torch: after the input checks
+
     question = multiple_choice_question(args.question, args.choices) if args.choices else args.question
     gar = _load(args)
     if len(masks) > gar.prompt_numbers:
@@ -204,6 +266,7 @@ def add_tiny(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--prompt-numbers", type=int, default=5, help="regions the tiny GAR supports (gar only)")
     parser.add_argument("--max-num-tiles", type=int, default=36, help="PerceptionLM's tile limit (gar only)")
     parser.add_argument(
-        "--size", default="tiny", choices=["tiny", "gar-1b"], help="gar-1b: random weights at GAR-1B's real size"
+        "--size", default="tiny", choices=["tiny", "gar-1b", "gar-8b"],
+        help="gar-1b / gar-8b: random weights at the real sizes (for benchmarks)",
     )
     parser.set_defaults(run=run_tiny)

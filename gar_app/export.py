@@ -29,10 +29,11 @@ import numpy as np
 from pycocotools import mask as mask_utils
 
 from gar_app.errors import InputError
-from gar_app.images import MAX_IMAGE_PIXELS, ImageSource, load_image, mask_box
+from gar_app.images import ImageSource, check_file_size, load_image, mask_box, max_image_pixels
 from gar_app.tags import find_tags, renumber, tag, tags_in
 
 FORMAT = "gar-app/1"
+MAX_DIGITS = 30  # longest integer an import may hold (pixel counts, indices, seeds)
 SOURCES = ("points", "box", "scribble", "mask")
 ROLES = ("user", "assistant")
 DESCRIBE = "Describe {tag} in detail."
@@ -93,7 +94,7 @@ def rle_to_mask(rle: Any) -> np.ndarray:
     if not (isinstance(size, list | tuple) and len(size) == 2 and all(_is_int(v) and v >= 0 for v in size)):
         raise InputError(f"RLE size must be [height, width] as two non-negative integers, not {size!r}")
     h, w = int(size[0]), int(size[1])
-    if h * w > MAX_IMAGE_PIXELS:
+    if h * w > max_image_pixels():
         raise InputError(f"RLE mask of {w}x{h} pixels is larger than the app accepts")
     if isinstance(raw, bytes):
         raw = raw.decode("ascii", errors="replace")
@@ -224,14 +225,32 @@ def image_info(source: ImageSource, name: str | None = None) -> ImageInfo:
     return ImageInfo(name or "image", image.width, image.height, pixels_sha256(image), "pixels")
 
 
-def image_matches(info: ImageInfo, source: ImageSource) -> bool:
-    """Whether ``source`` is the image a document was made on (checked the way it was hashed)."""
-    if info.sha256_of == "file" and isinstance(source, str | os.PathLike):
-        return file_sha256(source) == info.sha256
-    image = load_image(source)
-    return (image.width, image.height) == (info.width, info.height) and (
-        info.sha256_of == "pixels" and pixels_sha256(image) == info.sha256
-    )
+def check_image(document: ImageInfo, loaded: ImageInfo, image: ImageSource) -> None:
+    """Refuse to restore a document onto another image than the one it was made on.
+
+    ``loaded`` is the identity the workspace recorded for its image, ``image`` that image. A
+    file hash is compared with a file hash and a pixel hash with a pixel hash (the loaded
+    image's pixels are hashed when it came from a file). A document that knows its image only
+    by file hash cannot be checked against an image that has no file (pasted, a video frame):
+    that is refused too, since a same-sized other image would otherwise get its masks.
+    """
+    size = f"{document.width}x{document.height}"
+    wrong = f"this file annotates {document.name} ({size})"
+    if (document.width, document.height) != (loaded.width, loaded.height):
+        raise InputError(f"{wrong}, not the loaded {loaded.width}x{loaded.height} image; load that image first, then import")
+    if document.sha256_of == loaded.sha256_of:
+        same = document.sha256 == loaded.sha256
+    elif document.sha256_of == "pixels":
+        same = document.sha256 == pixels_sha256(image)
+    else:
+        raise InputError(
+            f"{wrong} and identifies it by its file, but the loaded image did not come from a file; "
+            f"open {document.name} itself, then import"
+        )
+    if not same:
+        differs = "its file differs" if document.sha256_of == "file" else "its pixels differ"
+        raise InputError(f"{wrong}; the loaded image {loaded.name} has that size but {differs} (sha256); "
+                         "load that image first, then import")
 
 
 # ---------------------------------------------------------------- writing
@@ -395,7 +414,7 @@ def from_dict(data: Any) -> AnnotationDocument:
         raise _bad(f"format is {fmt!r}; this app reads {FORMAT!r}")
     img = _get(data, "image", "dict", "document")
     width, height = _get(img, "width", "int", "image"), _get(img, "height", "int", "image")
-    if width < 1 or height < 1 or width * height > MAX_IMAGE_PIXELS:
+    if width < 1 or height < 1 or width * height > max_image_pixels():
         raise _bad(f"image size {width}x{height} is empty or larger than the app accepts")
     sha = _get(img, "sha256", "str", "image")
     if not re.fullmatch(r"[0-9a-f]{64}", sha):
@@ -420,15 +439,29 @@ def from_dict(data: Any) -> AnnotationDocument:
     return AnnotationDocument(info, regions, dialogue, frame)
 
 
+def _parse_int(digits: str) -> int:
+    """No number in the format needs more than ``MAX_DIGITS`` digits; longer ones are refused
+    before Python converts them (slow, and beyond 4300 digits an unexplained ValueError)."""
+    if len(digits.lstrip("-")) > MAX_DIGITS:
+        raise _bad(f"it holds a number with {len(digits.lstrip('-'))} digits (at most {MAX_DIGITS} make sense)")
+    return int(digits)
+
+
 def from_json(text: str | bytes) -> AnnotationDocument:
     """Parse and check an exported document; any problem is one ``InputError`` sentence."""
     try:
-        data = json.loads(text)
+        data = json.loads(text, parse_int=_parse_int)
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise InputError(f"not a valid GAR App export: the file is not JSON ({error})") from None
     except RecursionError:
         raise InputError("not a valid GAR App export: the JSON is nested too deeply") from None
     return from_dict(data)
+
+
+def read_document(path: str | os.PathLike) -> AnnotationDocument:
+    """An export file (e.g. an upload) from disk; a file over the size limit is not read."""
+    check_file_size(path, f"the file {Path(path).name}")
+    return from_json(Path(path).read_bytes())
 
 
 # ---------------------------------------------------------------- training format

@@ -315,14 +315,7 @@ class Workspace:
 
     def restore(self, document: export.AnnotationDocument) -> None:
         """Bring back an exported session on the image it was made on."""
-        image = self.require_image()
-        info = document.image
-        if (info.width, info.height) != image.size or (
-            info.sha256_of == "pixels" and info.sha256 != self.info.sha256
-        ):
-            raise InputError(
-                f"this file annotates {info.name} ({info.width}x{info.height}); load that image first, then import"
-            )
+        export.check_image(document.image, self.info, self.require_image())
         regions = RegionSet(limit=self.services.prompt_numbers)
         for item in document.regions:
             prompt = None

@@ -139,6 +139,19 @@ def test_restore_refuses_another_image(ws):
     assert len(ws.regions) == 0
 
 
+def test_restore_checks_a_document_that_names_its_image_by_file(ws, tmp_path):
+    """Such a document was restored onto any image of its size; now the hash is checked too."""
+    ws.add_point(45, 50)
+    document = ws.document()
+    scene().save(tmp_path / "scene.png")
+    document.image = export.image_info(tmp_path / "scene.png")
+    assert document.image.sha256_of == "file"
+    ws.set_image(Image.new("RGB", (160, 100), (0, 0, 0)), name="black.png")
+    with pytest.raises(InputError, match="this file annotates scene.png .*open scene.png itself"):
+        ws.restore(document)
+    assert len(ws.regions) == 0
+
+
 def test_annotation_mode_without_a_model():
     ws = Workspace(Services(segmenter=GrabCutSegmenter()))
     with pytest.raises(InputError, match="load an image first"):

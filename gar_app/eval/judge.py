@@ -58,6 +58,17 @@ class JudgeError(Exception):
     """One item's judge call failed (after retries); the item gets no verdict."""
 
 
+def check_url(url: str) -> None:
+    """Refuse a judge URL that is not ``http(s)://host[...]`` before any request is tried."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+        parts.port  # noqa: B018 -- raises ValueError on a port that is not a number
+    except ValueError:
+        parts = None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+        raise InputError(f"--judge-url must be an http:// or https:// URL such as http://localhost:8000/v1, not {url!r}")
+
+
 def endpoint(url: str) -> str:
     """Chat-completions URL: a full ``.../chat/completions`` URL is kept, a bare host gets ``/v1``, any
     other base (``http://host:8000/v1``, ``https://x/openai``) gets ``/chat/completions`` appended."""

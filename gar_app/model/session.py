@@ -208,11 +208,16 @@ class ChatSession:
         return processor.encode(processor.first_turn_text(prompt), self._image_inputs.num_tiles)
 
     def _encode_vision(self) -> None:
-        inputs = self._image_inputs
+        """Encode the image with its region map. The float32 tiles of both (about 87 MB each
+        at 36 tiles) are dropped once encoded and made again if a released cache needs them:
+        a conversation keeps only the feature map (in the model's dtype; RoI replay upcasts
+        it exactly) and its KV cache."""
+        inputs = self._image_inputs or self.gar.processor.image_inputs(self.image, self._map_regions)
+        self._image_inputs = None
         model = self.gar.model
         with self.gar.lock:
             self._features = model.encode_image(inputs.pixel_values, inputs.prompt_values)
-            self._feature_map = model.feature_map(self._features, inputs.grid)
+            self._feature_map = model.feature_map(self._features, inputs.grid).to(self._features.dtype)
         self.vision_encodings += 1
 
     def _boxes(self) -> dict[int, tuple[float, float, float, float]]:
@@ -222,8 +227,6 @@ class ChatSession:
         """Embeddings to feed before decoding: the new tokens, or everything when there is no
         cache to extend (``reuse_cache=False``, or the cache was released)."""
         rebuild = not first and (not self.reuse_cache or self._cache is None)
-        if rebuild and not self.reuse_cache:  # from scratch: tile the image again too
-            self._image_inputs = self.gar.processor.image_inputs(self.image, self._map_regions)
         if first or rebuild:
             self._encode_vision()
         if rebuild:
@@ -232,13 +235,15 @@ class ChatSession:
         else:
             ids = torch.tensor([self._pending + new_ids[0].tolist()], dtype=torch.long)
         self._pending = []
-        features = self._features if first or rebuild else None
+        features, self._features = self._features, None  # in the cache after this prefill
         with self.gar.lock:
             return self.gar.model.embed(ids, features, self._feature_map, self._boxes())
 
     def release_cache(self) -> None:
         """Free the KV cache and vision features (GPU memory); the next turn recomputes them."""
+        self.gar.forget_cache(self._cache)
         self._cache = None
+        self._image_inputs = None
         self._features = None
         self._feature_map = None
         self._pending = []
@@ -268,6 +273,7 @@ class ChatSession:
             self._cache = DynamicCache(config=model.config.mllm_config.text_config)
         generated: list[int] = []
         fed = 0
+        decoder = self.gar.static_decoder(len(self._ids) + settings.max_new_tokens)
         try:
             with self.gar.lock, torch.inference_mode():
                 logits = model(inputs_embeds, cache=self._cache, logits_to_keep=1).logits[0, -1]
@@ -285,14 +291,20 @@ class ChatSession:
                 if len(generated) >= settings.max_new_tokens or (stop and stop.is_set()):
                     break
                 with self.gar.lock, torch.inference_mode():
-                    step = model.embed(torch.tensor([[token]]))
-                    logits = model(step, cache=self._cache, logits_to_keep=1).logits[0, -1]
+                    if decoder is not None:
+                        logits = decoder.step(self._cache, token)
+                    else:
+                        step = model.embed(torch.tensor([[token]]))
+                        logits = model(step, cache=self._cache, logits_to_keep=1).logits[0, -1]
                 fed = len(generated)
             rest = stream.flush()
             if rest:
                 answer.text += rest
                 yield rest
         finally:
+            if decoder is not None:
+                with self.gar.lock, torch.inference_mode():
+                    decoder.write_back()  # the generated tokens' keys and values join the conversation's cache
             answer.text = stream.text
             answer.finished = time.time()
             self._ids += generated

@@ -54,7 +54,7 @@ class GarApi:
     def __init__(self, services: Services, options: ApiOptions):
         self.services = services
         self.options = options
-        self.media = MediaReader(options.allow_dir, options.max_body_bytes)
+        self.media = MediaReader(options.allow_dir)
         self.engine = Engine(services, Conversations(options.max_conversations), options.max_queue)
 
     @property

@@ -24,19 +24,13 @@ from gar_app.errors import InputError
 from gar_app.serve.errors import ApiError, bad_request, too_large
 
 
-def pixel_limit() -> int:
-    """The largest image (width x height) the app decodes; the library decides it."""
-    return images.MAX_IMAGE_PIXELS
-
-
 class MediaReader:
     """Reads image and mask URLs for one server: data URLs, and files under ``allow_dir``."""
 
-    def __init__(self, allow_dir: str | Path | None = None, max_bytes: int = 50 * 2**20):
+    def __init__(self, allow_dir: str | Path | None = None):
         self.root = None if allow_dir is None else Path(allow_dir).resolve(strict=True)
         if self.root is not None and not self.root.is_dir():
             raise InputError(f"--allow-dir {allow_dir} is not a folder")
-        self.max_bytes = max_bytes
 
     def read(self, url: object, param: str) -> bytes:
         """The bytes behind a URL a client sent (``param`` names the field in error messages)."""
@@ -65,10 +59,10 @@ class MediaReader:
             raise bad_request(f"{param}: the path leads outside the server's allowed folder", param)
         if not target.is_file():
             raise bad_request(f"{param}: no such file in the server's allowed folder: {relative}", param)
-        size = target.stat().st_size
-        if size > self.max_bytes:
-            raise too_large(f"{param}: the file is {size / 2**20:.1f} MB, more than the {self.max_bytes / 2**20:g} MB "
-                            "the server reads", param)
+        size, limit = target.stat().st_size, images.max_file_bytes()
+        if size > limit:
+            raise too_large(f"{param}: the file is {size / 2**20:.1f} MB, more than the {limit / 2**20:g} MB "
+                            f"the app reads (${images.MAX_FILE_MB_ENV})", param)
         return target.read_bytes()
 
     def image(self, url: object, param: str) -> tuple[Image.Image, str]:
@@ -100,21 +94,21 @@ def _data_url_bytes(url: str, param: str) -> bytes:
 
 def _open(data: bytes, param: str, what: str) -> Image.Image:
     """Open an image lazily and refuse it on its header when it has too many pixels."""
-    limit = pixel_limit()
+    limit = images.max_image_pixels()
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # refused below, more clearly
             opened = Image.open(io.BytesIO(data))
     except Image.DecompressionBombError:
-        raise too_large(f"{param}: the {what} has more than the {limit / 1e6:g} megapixels the server accepts",
-                        param) from None
+        raise too_large(f"{param}: the {what} has more than the {limit / 1e6:g} megapixels the app accepts "
+                        f"(${images.MAX_MEGAPIXELS_ENV})", param) from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
         raise bad_request(f"{param}: the {what} is not an image Pillow can read (damaged, or an unknown format)",
                           param, f"invalid_{what}") from None
     if opened.width * opened.height > limit:
         raise too_large(f"{param}: the {what} is {opened.width}x{opened.height} "
                         f"({opened.width * opened.height / 1e6:.1f} megapixels), more than the "
-                        f"{limit / 1e6:g} megapixels the server accepts", param)
+                        f"{limit / 1e6:g} megapixels the app accepts (${images.MAX_MEGAPIXELS_ENV})", param)
     return opened
 
 
