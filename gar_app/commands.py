@@ -75,21 +75,26 @@ def check_output_image(path: str | None) -> None:
         raise InputError(f"--output-image {path}: folder {target.parent} does not exist")
 
 
-def _add_model_options(parser: argparse.ArgumentParser) -> None:
+def add_model_options(parser: argparse.ArgumentParser) -> None:
+    """How a command loads GAR (--model, --device, --dtype, --decode; read by ``load_model``)."""
     from gar_app.model import DEFAULT_MODEL
 
     parser.add_argument("--model", default=DEFAULT_MODEL, help=f"GAR checkpoint folder or Hub id (default {DEFAULT_MODEL})")
     parser.add_argument("--device", default=None, help="cuda, cpu, mps... (default: best available)")
     parser.add_argument("--dtype", default=None, choices=DTYPES, help="weights dtype")
-    parser.add_argument("--max-new-tokens", type=int, default=1024, help="longest answer in tokens (default 1024)")
-    parser.add_argument("--json", action="store_true", help="print one JSON object instead of streaming text")
     parser.add_argument(
         "--decode", default="auto", choices=["auto", "eager", "static"],
         help="auto: static KV cache + CUDA graphs on CUDA, eager elsewhere (default)",
     )
 
 
-def _load(args: argparse.Namespace):
+def _add_model_options(parser: argparse.ArgumentParser) -> None:
+    add_model_options(parser)
+    parser.add_argument("--max-new-tokens", type=int, default=1024, help="longest answer in tokens (default 1024)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of streaming text")
+
+
+def load_model(args: argparse.Namespace):
     from gar_app.model import load_gar
 
     print(f"loading GAR from {args.model} ...", file=sys.stderr, flush=True)
@@ -175,7 +180,7 @@ def run_describe(args: argparse.Namespace) -> int:
         raise InputError("the region is empty (no pixel of the mask is set)")
     if args.output_image:
         _save_overlay(args.output_image, image, [mask])
-    gar = _load(args)
+    gar = load_model(args)
     from gar_app.model import GenerationSettings  # torch: only once the input is known to be good
 
     session = gar.chat(image, [mask])
@@ -197,7 +202,7 @@ def run_ask(args: argparse.Namespace) -> int:
     from gar_app.model import GenerationSettings, multiple_choice_question  # torch: after the input checks
 
     question = multiple_choice_question(args.question, args.choices) if args.choices else args.question
-    gar = _load(args)
+    gar = load_model(args)
     if len(masks) > gar.prompt_numbers:
         raise InputError(f"{len(masks)} masks given, but this model tells apart at most {gar.prompt_numbers} regions")
     session = gar.chat(image, masks)

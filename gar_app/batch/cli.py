@@ -42,7 +42,7 @@ def run_batch(args: argparse.Namespace) -> int:
         items, unit = coco.caption_items(data, args.images), "region"
     else:
         items, unit = coco.question_items(data, args.images, args.question), "image"
-    options = BatchOptions(args.model, args.device, args.dtype, args.max_new_tokens, args.prompt)
+    options = BatchOptions(args.model, args.device, args.dtype, args.decode, args.max_new_tokens, args.prompt)
     failures: list[tuple[str, str]] = []
     with Journal(args.out, coco.result_key) as journal:
         todo = [item for item in items if item["key"] not in journal.done]
@@ -76,7 +76,7 @@ def run_batch(args: argparse.Namespace) -> int:
 
 
 def add_batch(commands: argparse._SubParsersAction) -> None:
-    from gar_app.model import DEFAULT_MODEL
+    from gar_app.commands import add_model_options
 
     parser = commands.add_parser(
         "batch",
@@ -96,9 +96,7 @@ def add_batch(commands: argparse._SubParsersAction) -> None:
                         help="run on Ray Data: a local cluster, or the cluster at ADDRESS (e.g. auto)")
     parser.add_argument("--workers", type=int, help="Ray workers, each loading the model once "
                                                     "(default: one per GPU, else 1)")
-    parser.add_argument("--model", default=DEFAULT_MODEL, help=f"GAR checkpoint folder or Hub id (default {DEFAULT_MODEL})")
-    parser.add_argument("--device", default=None, help="cuda, cpu, mps... (default: best available)")
-    parser.add_argument("--dtype", default=None, choices=["bf16", "fp16", "fp32"], help="weights dtype")
+    add_model_options(parser)
     parser.add_argument("--max-new-tokens", type=int, default=1024, help="longest caption in tokens (default 1024)")
     parser.add_argument("--prompt", help="instruction instead of 'Describe this masked region in detail.'")
     parser.set_defaults(run=run_batch)

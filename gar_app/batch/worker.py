@@ -15,6 +15,7 @@ class BatchOptions:
     model: str
     device: str | None = None
     dtype: str | None = None
+    decode: str = "auto"
     max_new_tokens: int = 1024
     instruction: str | None = None  # instead of "Describe this masked region in detail."
 
@@ -26,7 +27,7 @@ class Worker:
         from gar_app.model import GenerationSettings, load_gar
 
         self.options = options
-        self.gar = load_gar(options.model, device=options.device, dtype=options.dtype)
+        self.gar = load_gar(options.model, device=options.device, dtype=options.dtype, decode=options.decode)
         self.settings = GenerationSettings(max_new_tokens=options.max_new_tokens)
         self._image = (None, None)  # (path, image): items come grouped by image
 

@@ -50,14 +50,13 @@ def run_serve(args: argparse.Namespace) -> int:
         from gar_app.serve.app import create_server
     except ImportError as error:
         raise InputError(f'gar-app serve needs FastAPI and uvicorn ({error}): pip install "gar-app[serve]"') from None
-    from gar_app.model import load_gar
+    from gar_app.commands import load_model
     from gar_app.segment import load_segmenter
     from gar_app.workspace import Services
 
-    print(f"loading GAR from {args.model} ...", file=sys.stderr, flush=True)
-    gar = load_gar(args.model, device=args.device, dtype=args.dtype)
+    gar = load_model(args)
     segmenter = load_segmenter(args.sam, device=args.device)
-    print(f"loaded on {gar.device}; boxes are segmented with {segmenter.name}", file=sys.stderr, flush=True)
+    print(f"boxes are segmented with {segmenter.name}", file=sys.stderr, flush=True)
     server = create_server(Services(segmenter=segmenter, gar=gar), options)
     print(f"serving the API on http://{args.host}:{args.port}/v1", file=sys.stderr, flush=True)
     uvicorn.run(server, host=args.host, port=args.port, log_level="info")
@@ -65,7 +64,7 @@ def run_serve(args: argparse.Namespace) -> int:
 
 
 def add_serve(commands: argparse._SubParsersAction) -> None:
-    from gar_app.model import DEFAULT_MODEL
+    from gar_app.commands import add_model_options
 
     parser = commands.add_parser(
         "serve",
@@ -73,11 +72,9 @@ def add_serve(commands: argparse._SubParsersAction) -> None:
         description="Serve GAR over HTTP: POST /v1/chat/completions (OpenAI's format, plus region "
         "content parts), GET /v1/models, GET /v1/stats. See the README for the request format.",
     )
-    parser.add_argument("--model", default=DEFAULT_MODEL, help=f"GAR checkpoint folder or Hub id (default {DEFAULT_MODEL})")
+    add_model_options(parser)
     parser.add_argument("--sam", help="SAM checkpoint for box regions (default: $GAR_APP_SAM_CHECKPOINT, the "
                                       "cache, else GrabCut)")
-    parser.add_argument("--device", default=None, help="cuda, cpu, mps... (default: best available)")
-    parser.add_argument("--dtype", default=None, choices=["bf16", "fp16", "fp32"], help="weights dtype")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     add_api_options(parser)
