@@ -10,6 +10,7 @@ import asyncio
 import hmac
 import json
 import logging
+import threading
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -171,20 +172,21 @@ def create_api(api: GarApi) -> FastAPI:
     @app.post("/chat/completions")
     async def chat_completions(request: Request):
         gar = api.require_model()
+        api.engine.check_room()  # refuse before reading and decoding the body when the queue is full
         chat = parse_chat_request(await read_json(request, api.options.max_body_bytes), gar.prompt_numbers)
         check_model(chat, set(api.names))
         resolved = await run_in_threadpool(chat.resolve, api.media)
         loop = asyncio.get_running_loop()
         events: asyncio.Queue = asyncio.Queue()
-        job = Job(chat, resolved, emit=lambda event: None)
+        cancel = threading.Event()
 
-        def emit(event: Event) -> None:
+        def emit(event: Event) -> None:  # called by the worker thread
             try:
                 loop.call_soon_threadsafe(events.put_nowait, event)
             except RuntimeError:  # the event loop is gone (server shutting down)
-                job.cancel.set()
+                cancel.set()
 
-        job.emit = emit
+        job = Job(chat, resolved, emit, cancel)
         api.engine.submit(job)
         try:
             first = await events.get()  # waits for this request's turn and its first token

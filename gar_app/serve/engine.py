@@ -70,11 +70,15 @@ class Engine:
         self._worker = threading.Thread(target=self._work, name="gar-api-worker", daemon=True)
         self._worker.start()
 
+    def check_room(self) -> None:
+        """429 when the queue is full (``submit`` checks again: others may have come in since)."""
+        if self.pending >= self.max_queue:
+            raise ApiError(429, f"the server is busy: {self.pending} requests are queued (at most "
+                           f"{self.max_queue}); retry shortly", None, "queue_full")
+
     def submit(self, job: Job) -> None:
         with self._lock:
-            if self.pending >= self.max_queue:
-                raise ApiError(429, f"the server is busy: {self.pending} requests are queued (at most "
-                               f"{self.max_queue}); retry shortly", None, "queue_full")
+            self.check_room()
             self.pending += 1
             self.requests += 1
         self._jobs.put(job)
