@@ -211,3 +211,31 @@ def test_full_queue_is_429_and_the_queued_request_still_finishes(tiny_gar):
         assert answers and answers[0].choices[0].message.content is not None
     finally:
         server.close()
+
+
+def test_a_client_that_leaves_while_queued_loses_its_turn(tiny_gar):
+    """Its request is skipped, not answered to nobody: only the first request uses the model."""
+    server = RunningApi(Services(segmenter=GrabCutSegmenter(), gar=tiny_gar))
+    body = {"messages": [{"role": "user", "content": GOOD + [text_part("<Prompt0>?")]}], "max_tokens": 2}
+    answers = []
+    waiting = threading.Event()
+    try:
+        with tiny_gar.lock:  # the model is busy with the first request
+            first = threading.Thread(target=lambda: answers.append(
+                httpx.post(f"{server.url}/chat/completions", json=body, timeout=120)))
+            first.start()
+            while server.stats()["queued"] < 1:
+                waiting.wait(0.02)
+            with pytest.raises(httpx.ReadTimeout):  # the second client gives up and disconnects
+                httpx.post(f"{server.url}/chat/completions", json=body, timeout=httpx.Timeout(60, read=0.5))
+            queue = server.api.engine._jobs.queue
+            while not any(job.cancel.is_set() for job in list(queue)):  # the server noticed it left
+                waiting.wait(0.05)
+        first.join(timeout=120)
+        while server.stats()["queued"]:
+            waiting.wait(0.02)
+        stats = server.stats()
+        assert answers[0].status_code == 200
+        assert stats["requests"] == 2 and stats["vision_encodings"] == 1
+    finally:
+        server.close()

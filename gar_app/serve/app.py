@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
@@ -91,6 +91,22 @@ async def read_json(request: Request, limit: int):
         raise bad_request("the request body is not valid JSON") from None
 
 
+async def _first_event(request: Request, events: asyncio.Queue, cancel: threading.Event) -> Event | None:
+    """This request's first event (its turn came and the first token is out), or None when
+    the client disconnected while it waited; then ``cancel`` tells the worker to skip it."""
+    try:
+        while True:
+            try:
+                return await asyncio.wait_for(events.get(), timeout=1.0)
+            except asyncio.TimeoutError:
+                if await request.is_disconnected():
+                    cancel.set()
+                    return None
+    except asyncio.CancelledError:
+        cancel.set()
+        raise
+
+
 def _sse(data: dict | str) -> str:
     return f"data: {data if isinstance(data, str) else json.dumps(data, ensure_ascii=False)}\n\n"
 
@@ -143,21 +159,22 @@ def _http_error(request: Request, error: HTTPException) -> JSONResponse:
 
 def create_api(api: GarApi) -> FastAPI:
     """The routes, to be mounted at ``/v1``."""
-    app = FastAPI(title="GAR App API", docs_url=None, redoc_url=None, openapi_url=None)
-    app.state.gar_api = api
-    app.add_exception_handler(ApiError, lambda _request, error: _error_response(error))
-    app.add_exception_handler(HTTPException, _http_error)
 
-    @app.middleware("http")
-    async def check_key(request: Request, call_next):
+    def check_key(request: Request) -> None:
         key = api.options.api_key
         if key:
             given = request.headers.get("authorization", "")
             if not hmac.compare_digest(given.encode(), f"Bearer {key}".encode()):
                 what = "a wrong API key" if given else "no API key"
-                return _error_response(ApiError(401, f"{what}: send the header 'Authorization: Bearer <key>'",
-                                                None, "invalid_api_key"))
-        return await call_next(request)
+                raise ApiError(401, f"{what}: send the header 'Authorization: Bearer <key>'", None, "invalid_api_key")
+
+    # The key check is a dependency of every route rather than a middleware: Starlette's
+    # middleware wrapper hides a client's disconnect from the route, which must see it.
+    app = FastAPI(title="GAR App API", docs_url=None, redoc_url=None, openapi_url=None,
+                  dependencies=[Depends(check_key)])
+    app.state.gar_api = api
+    app.add_exception_handler(ApiError, lambda _request, error: _error_response(error))
+    app.add_exception_handler(HTTPException, _http_error)
 
     @app.get("/models")
     async def models() -> dict:
@@ -188,11 +205,9 @@ def create_api(api: GarApi) -> FastAPI:
 
         job = Job(chat, resolved, emit, cancel)
         api.engine.submit(job)
-        try:
-            first = await events.get()  # waits for this request's turn and its first token
-        except asyncio.CancelledError:
-            job.cancel.set()
-            raise
+        first = await _first_event(request, events, cancel)
+        if first is None:  # the client left while waiting: its turn is skipped
+            return JSONResponse({}, status_code=499)
         if isinstance(first, ApiError):
             raise first
         reply = Reply(api.names[0], chat.logprobs, chat.top_logprobs)

@@ -41,7 +41,6 @@ class Finished:
     finish_reason: str  # "stop" | "length"
     prompt_tokens: int  # the whole conversation the answer was conditioned on, placeholders included
     completion_tokens: int
-    reused: bool  # continued a held conversation
 
 
 Event = Delta | Finished | ApiError
@@ -121,15 +120,15 @@ class Engine:
             for index in sorted(new):
                 session.masks[index] = resolved.mask(index, self.services.segment)
             log.info("continuing a held conversation (%d tokens cached, image not re-encoded)", session.token_count)
-            return session, True
+            return session
         masks = {k: resolved.mask(k, self.services.segment) for k in sorted(resolved.masks)}
         session = self.services.gar.chat(resolved.image, masks)
         session.replay(request.history)
-        return session, False
+        return session
 
     def _run(self, job: Job) -> None:
         request, resolved = job.request, job.resolved
-        session, reused = self._session(request, resolved)
+        session = self._session(request, resolved)
         encodings = session.vision_encodings
         # Log-probabilities are always recorded (top 1 at least): one per generated token, so
         # they also count the answer's tokens for ``usage``.
@@ -161,7 +160,7 @@ class Engine:
         completion = len(answer.tokens)
         limit = answer.settings["max_new_tokens"]
         job.emit(Finished(scanner.text, "length" if not stopped and completion >= limit else "stop",
-                          session.token_count - completion, completion, reused))
+                          session.token_count - completion, completion))
         if not stopped and answer.text == scanner.text:  # the client holds exactly what the model holds
             turns = [(m.role, m.text) for m in request.messages] + [("assistant", scanner.text)]
             self.conversations.keep(conversation_key(resolved.image_digest, resolved.digests, turns), session)
