@@ -5,12 +5,22 @@ from __future__ import annotations
 import base64
 import io
 import threading
+import time
 
 import numpy as np
 from conftest import free_port
 from PIL import Image
 
 from gar_app.segment.base import Segmenter, SegmentResult
+
+
+def wait_until(condition, what: str, timeout: float = 120) -> None:
+    """Poll ``condition`` until it holds; fail (saying ``what``) after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    pause = threading.Event()
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting until {what}"
+        pause.wait(0.02)
 
 
 class RunningApi:
@@ -28,9 +38,7 @@ class RunningApi:
         self.server = uvicorn.Server(uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning"))
         self.thread = threading.Thread(target=self.server.run, daemon=True)
         self.thread.start()
-        started = threading.Event()
-        while not self.server.started and self.thread.is_alive():
-            started.wait(0.02)  # uvicorn has no start callback; this waits on its flag, not the clock
+        wait_until(lambda: self.server.started or not self.thread.is_alive(), "the API server started")
         assert self.server.started, "the API server did not start"
 
     def client(self, api_key: str = "unused", **kwargs):

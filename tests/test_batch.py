@@ -9,11 +9,10 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 
 import numpy as np
 import pytest
-from api_helpers import noise_image
+from api_helpers import noise_image, wait_until
 from conftest import REPO
 from PIL import Image
 from pycocotools import mask as mask_utils
@@ -100,11 +99,12 @@ def killed_and_resumed(dataset, tiny_gar_dir):
     command = [sys.executable, "-m", "gar_app.cli", *batch_args(folder, tiny_gar_dir, out)]
     process = subprocess.Popen(command, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    waiting = threading.Event()
+    def third_caption_written() -> bool:
+        assert process.poll() is None, "the run ended before it could be killed"
+        return out.exists() and out.read_bytes().count(b"\n") >= 3
+
     try:
-        while not (out.exists() and out.read_bytes().count(b"\n") >= 3):
-            assert process.poll() is None, "the run ended before it could be killed"
-            waiting.wait(0.05)
+        wait_until(third_caption_written, "the run has written three captions", timeout=600)
     finally:
         os.kill(process.pid, signal.SIGKILL)
         process.wait()

@@ -9,7 +9,6 @@ mask or history, so they show which inputs an answer was really computed from.
 from __future__ import annotations
 
 import json
-import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
@@ -23,6 +22,7 @@ from api_helpers import (
     noise_image,
     rle_part,
     text_part,
+    wait_until,
 )
 
 from gar_app.model import GenerationSettings
@@ -244,15 +244,13 @@ def test_a_stream_the_client_drops_stops_generating(tiny_gar):
     """The answer stops when its reader leaves, and a half-written answer is not held (a
     finished one is)."""
     server = RunningApi(Services(segmenter=RectangleSegmenter(), gar=tiny_gar))
-    waiting = threading.Event()
     try:
         body = {"messages": [first_message()], "max_tokens": 4000, "stream": True}
         with httpx.stream("POST", f"{server.url}/chat/completions", json=body, timeout=120) as response:
             for line in response.iter_lines():
                 if '"content": "' in line and '"content": ""' not in line:
                     break  # the answer has begun; leaving the block hangs up
-        while server.stats()["queued"]:
-            waiting.wait(0.02)
+        wait_until(lambda: not server.stats()["queued"], "the worker is free")
         assert server.stats()["conversations"]["held"] == 0
         create(server.client(), [first_message()], max_tokens=3)
         assert server.stats()["conversations"]["held"] == 1

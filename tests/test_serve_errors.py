@@ -20,6 +20,7 @@ from api_helpers import (
     png_bytes,
     rle_part,
     text_part,
+    wait_until,
 )
 
 from gar_app.segment import GrabCutSegmenter
@@ -201,9 +202,7 @@ def test_full_queue_is_429_and_the_queued_request_still_finishes(tiny_gar):
         with tiny_gar.lock:  # the model is busy: the first request waits in the queue
             waiting = threading.Thread(target=lambda: answers.append(ask(server.client(), content)))
             waiting.start()
-            seen = threading.Event()
-            while server.stats()["queued"] < 1:
-                seen.wait(0.02)
+            wait_until(lambda: server.stats()["queued"] >= 1, "the first request is queued")
             # (a timeout, so that a server accepting this one fails the test instead of waiting on the lock)
             error = refused(openai.RateLimitError, lambda: ask(server.client(timeout=60), content))
             assert error["code"] == "queue_full" and "retry" in error["message"]
@@ -218,22 +217,19 @@ def test_a_client_that_leaves_while_queued_loses_its_turn(tiny_gar):
     server = RunningApi(Services(segmenter=GrabCutSegmenter(), gar=tiny_gar))
     body = {"messages": [{"role": "user", "content": GOOD + [text_part("<Prompt0>?")]}], "max_tokens": 2}
     answers = []
-    waiting = threading.Event()
     try:
         with tiny_gar.lock:  # the model is busy with the first request
             first = threading.Thread(target=lambda: answers.append(
                 httpx.post(f"{server.url}/chat/completions", json=body, timeout=120)))
             first.start()
-            while server.stats()["queued"] < 1:
-                waiting.wait(0.02)
+            wait_until(lambda: server.stats()["queued"] >= 1, "the first request is queued")
             with pytest.raises(httpx.ReadTimeout):  # the second client gives up and disconnects
                 httpx.post(f"{server.url}/chat/completions", json=body, timeout=httpx.Timeout(60, read=0.5))
             queue = server.api.engine._jobs.queue
-            while not any(job.cancel.is_set() for job in list(queue)):  # the server noticed it left
-                waiting.wait(0.05)
+            wait_until(lambda: any(job.cancel.is_set() for job in list(queue)), "the server noticed the client left",
+                       timeout=30)
         first.join(timeout=120)
-        while server.stats()["queued"]:
-            waiting.wait(0.02)
+        wait_until(lambda: not server.stats()["queued"], "the queue is empty")
         stats = server.stats()
         assert answers[0].status_code == 200
         assert stats["requests"] == 2 and stats["vision_encodings"] == 1
