@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import gradio as gr
 
+from components.common import on_gpu
 from gar_app.errors import GarAppError
 from gar_app.model.generation import GenerationSettings
 from gar_app.serve.errors import ApiError
@@ -91,5 +92,5 @@ def attach(demo: gr.Blocks, services: Services) -> None:
             function.api_visibility = "undocumented"
     tools = GarTools(services)
     with demo:
-        gr.api(tools.describe_region, api_name="describe_region", concurrency_limit=1, concurrency_id="gar")
-        gr.api(tools.ask_about_regions, api_name="ask_about_regions", concurrency_limit=1, concurrency_id="gar")
+        for tool in (tools.describe_region, tools.ask_about_regions):
+            gr.api(on_gpu(tool), api_name=tool.__name__, concurrency_limit=1, concurrency_id="gar")
