@@ -73,9 +73,15 @@ def test_gar_app_serve_answers_like_the_library(tiny_gar_dir, tiny_gar, tmp_path
             messages=[{"role": "user", "content": [image_part(IMAGE), rle_part(0, MASK), text_part(question)]}])
         expected = tiny_gar.chat(IMAGE, [MASK]).ask(question, GenerationSettings(max_new_tokens=6))
         assert answer.choices[0].message.content == expected
+        follow = client.chat.completions.create(model=tiny_gar_dir.name, max_tokens=6, messages=[
+            {"role": "user", "content": [image_part(IMAGE), rle_part(0, MASK), text_part(question)]},
+            {"role": "assistant", "content": expected}, {"role": "user", "content": "And <Prompt0>?"}])
+        assert follow.choices[0].message.content
     finally:
         server.stop()
-    assert "serving the API on" in server.log.read_text()
+    log = server.log.read_text()
+    assert "serving the API on" in log
+    assert "continuing a held conversation" in log  # the follow-up said it reused the conversation
 
 
 def test_serve_refuses_a_key_variable_that_is_not_set(tiny_gar_dir, capsys, monkeypatch):

@@ -4,6 +4,7 @@ beside the web UI). Heavy imports (torch, FastAPI, uvicorn) happen when the comm
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 
@@ -43,6 +44,7 @@ def api_options(args: argparse.Namespace):
 
 def run_serve(args: argparse.Namespace) -> int:
     options = api_options(args)  # option mistakes first, before seconds of imports and loading
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 
     try:
         import uvicorn
