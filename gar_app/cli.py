@@ -26,6 +26,7 @@ SUBCOMMANDS = (
     "gar_app.commands:add_ask",
     "gar_app.commands:add_tiny",
     "gar_app.eval.cli:add_eval",
+    "gar_app.tracking.cli:add_track",
     "gar_app.serve.cli:add_serve",
     "gar_app.batch.cli:add_batch",
 )

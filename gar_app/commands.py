@@ -6,7 +6,7 @@ import argparse
 import json
 import math
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -92,6 +92,9 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
     add_model_options(parser)
     parser.add_argument("--max-new-tokens", type=int, default=1024, help="longest answer in tokens (default 1024)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of streaming text")
+    parser.add_argument(
+        "--logprobs", type=int, metavar="K", help="with --json: each answer token's log-probability and the top K (1-20)"
+    )
 
 
 def load_model(args: argparse.Namespace):
@@ -116,17 +119,17 @@ def _emit(pieces: Iterable[str], as_json: bool) -> str:
     return "".join(text)
 
 
-def _regions_json(masks: Sequence[np.ndarray]) -> list[dict]:
+def _regions_json(masks: Mapping[int, np.ndarray]) -> list[dict]:
     from gar_app.images import mask_box
     from gar_app.tags import tag
 
     return [
         {"tag": tag(k), "box": list(mask_box(m)) if m.any() else None, "area": int(m.sum())}
-        for k, m in enumerate(masks)
+        for k, m in sorted(masks.items())
     ]
 
 
-def _print_json(args: argparse.Namespace, text: str, masks: Sequence[np.ndarray], **extra) -> None:
+def _print_json(args: argparse.Namespace, text: str, masks: Mapping[int, np.ndarray], **extra) -> None:
     document = {"text": text, "model": str(args.model), "image": str(args.image), "regions": _regions_json(masks)}
     document.update(extra)
     print(json.dumps(document, ensure_ascii=False))
@@ -149,14 +152,14 @@ def _segment_mask(args: argparse.Namespace, image, marks: tuple[list, list, list
     return result.mask, {"segmenter": segmenter.name, "score": round(float(result.score), 4)}
 
 
-def _save_overlay(path: str, image, masks: Sequence[np.ndarray]) -> None:
+def _save_overlay(path: str, image, masks: Mapping[int, np.ndarray]) -> None:
     from PIL import Image
 
     from gar_app.regions import RegionSet, render_overlay
 
     regions = RegionSet()
-    for mask in masks:
-        regions.add(mask=mask, source="mask")
+    for index, mask in masks.items():
+        regions.add(mask=mask, source="mask", index=index)
     Image.fromarray(render_overlay(image, regions)).save(path)
     print(f"overlay saved to {path}", file=sys.stderr)
 
@@ -178,42 +181,67 @@ def run_describe(args: argparse.Namespace) -> int:
         raise InputError("say which region to describe: --mask FILE, --points '[[x,y]]' or --box '[x1,y1,x2,y2]'")
     if not mask.any():
         raise InputError("the region is empty (no pixel of the mask is set)")
-    if args.output_image:
-        _save_overlay(args.output_image, image, [mask])
-    gar = load_model(args)
-    from gar_app.model import GenerationSettings  # torch: only once the input is known to be good
+    settings = _settings(args)  # torch: only once the input is known to be good
+    if args.output_image:  # drawn as the tag GAR will see: <Prompt1>
+        from gar_app.model.processing import SINGLE_REGION_INDEX
 
-    session = gar.chat(image, [mask])
-    settings = GenerationSettings(max_new_tokens=args.max_new_tokens)
-    text = _emit(session.stream_describe(0, settings, instruction=args.prompt), args.json)
+        _save_overlay(args.output_image, image, {SINGLE_REGION_INDEX: mask})
+    gar = load_model(args)
+    session = gar.describe_chat(image, mask)  # the released single-region input: <Prompt1>
+    text = _emit(session.stream_describe(None, settings, instruction=args.prompt), args.json)
     if args.json:
-        _print_json(args, text, [mask], **extra)
+        _print_json(args, text, session.masks, **extra, **_tokens_json(session))
     return 0
+
+
+def _settings(args: argparse.Namespace):
+    """Decoding settings from the options; --logprobs only makes sense in the JSON document."""
+    from gar_app.model import GenerationSettings
+    from gar_app.model.generation import MAX_LOGPROBS
+
+    if args.logprobs is not None:
+        if not args.json:
+            raise InputError("--logprobs needs --json (the log-probabilities are part of the JSON document)")
+        if not 1 <= args.logprobs <= MAX_LOGPROBS:
+            raise InputError(f"--logprobs must be between 1 and {MAX_LOGPROBS}, not {args.logprobs}")
+    return GenerationSettings(max_new_tokens=args.max_new_tokens, logprobs=args.logprobs or 0)
+
+
+def _tokens_json(session) -> dict:
+    """``{"tokens": [...]}`` of the last answer when log-probabilities were asked for."""
+    answer = session.turns[-1]
+    if not (answer.settings or {}).get("logprobs"):
+        return {}
+    return {"tokens": [token.to_dict() for token in answer.tokens]}
 
 
 def run_ask(args: argparse.Namespace) -> int:
     from gar_app.images import load_image, load_mask
+    from gar_app.tags import tag
 
     image = load_image(args.image)
     masks = [load_mask(path, size=image.size, notify=_note) for path in args.masks]
     for index, (path, mask) in enumerate(zip(args.masks, masks, strict=True)):
         if not mask.any():
-            raise InputError(f"mask {path} (<Prompt{index}>) is empty")
-    from gar_app.model import GenerationSettings, multiple_choice_question  # torch: after the input checks
+            raise InputError(f"mask {path} ({tag(index)}) is empty")
+    from gar_app.model import multiple_choice_question  # torch: after the input checks
 
+    settings = _settings(args)
     question = multiple_choice_question(args.question, args.choices) if args.choices else args.question
     gar = load_model(args)
     if len(masks) > gar.prompt_numbers:
         raise InputError(f"{len(masks)} masks given, but this model tells apart at most {gar.prompt_numbers} regions")
     session = gar.chat(image, masks)
-    settings = GenerationSettings(max_new_tokens=args.max_new_tokens)
     text = _emit(session.stream(question, settings), args.json)
     if args.json:
-        _print_json(args, text, masks, question=question)
+        _print_json(args, text, dict(enumerate(masks)), question=question, **_tokens_json(session))
     return 0
 
 
 def run_tiny(args: argparse.Namespace) -> int:
+    sizes = {"gar": ("tiny", "gar-1b", "gar-8b"), "sam": ("tiny",), "sam2": ("tiny", "hiera-tiny")}[args.kind]
+    if args.size not in sizes:
+        raise InputError(f"--size {args.size} is not a size of {args.kind}; use one of {', '.join(sizes)}")
     if args.kind == "gar":
         from gar_app.model.tiny import write_tiny_gar
 
@@ -221,6 +249,10 @@ def run_tiny(args: argparse.Namespace) -> int:
             args.out, seed=args.seed, prompt_numbers=args.prompt_numbers, max_num_tiles=args.max_num_tiles,
             preset=args.size,
         )
+    elif args.kind == "sam2":
+        from gar_app.tracking.tiny import write_tiny_sam2
+
+        path = write_tiny_sam2(args.out, size=args.size, seed=args.seed)
     else:
         from gar_app.segment.tiny import write_tiny_sam
 
@@ -265,13 +297,17 @@ def add_ask(commands: argparse._SubParsersAction) -> None:
 
 def add_tiny(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser("tiny", help="write a tiny random checkpoint (for tests and benchmarks)")
-    parser.add_argument("kind", choices=["gar", "sam"], help="gar: a GAR checkpoint folder; sam: a SAM .pth file")
-    parser.add_argument("out", help="output folder (gar) or file (sam)")
+    parser.add_argument(
+        "kind", choices=["gar", "sam", "sam2"],
+        help="gar: a GAR checkpoint folder; sam: a SAM .pth file; sam2: a SAM 2 video checkpoint folder",
+    )
+    parser.add_argument("out", help="output folder (gar, sam2) or file (sam)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--prompt-numbers", type=int, default=5, help="regions the tiny GAR supports (gar only)")
     parser.add_argument("--max-num-tiles", type=int, default=36, help="PerceptionLM's tile limit (gar only)")
     parser.add_argument(
-        "--size", default="tiny", choices=["tiny", "gar-1b", "gar-8b"],
-        help="gar-1b / gar-8b: random weights at the real sizes (for benchmarks)",
+        "--size", default="tiny", choices=["tiny", "gar-1b", "gar-8b", "hiera-tiny"],
+        help="gar-1b / gar-8b: random weights at the real sizes (gar, for benchmarks); "
+        "hiera-tiny: at SAM 2.1 hiera-tiny's (sam2)",
     )
     parser.set_defaults(run=run_tiny)

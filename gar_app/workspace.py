@@ -218,10 +218,10 @@ class Workspace:
         gar = self.require_gar()
         region = self.regions.get(tag_or_index)
         self.stop.clear()
-        session = gar.chat(self.require_image(), [region.mask])
+        session = gar.describe_chat(self.require_image(), region.mask)  # the released single-region input
         text = ""
         try:
-            for piece in session.stream_describe(0, settings, stop=self.stop):
+            for piece in session.stream_describe(None, settings, stop=self.stop):
                 text += piece
                 yield text
         finally:

@@ -7,34 +7,32 @@ stream in, download the JSON. Screenshots go to test-artifacts/ for people to lo
 from __future__ import annotations
 
 import json
-import shutil
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import REPO
+from conftest import REPO, REQUIRE_BROWSER, chromium, unavailable
 from PIL import Image
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARTIFACTS = REPO / "test-artifacts"
 ARGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
     "--disable-component-update", "--disable-sync", "--no-first-run",
 ]  # fmt: skip
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="chromium is not installed (make test installs it)"),
-]
+pytestmark = [pytest.mark.browser]
 
 
 @pytest.fixture()
 def page(slow_app):
-    sync_api = pytest.importorskip("playwright.sync_api")
+    executable = chromium()
+    try:
+        from playwright import sync_api
+    except ImportError:
+        unavailable("playwright is not installed (make test installs it)", REQUIRE_BROWSER)
     ARTIFACTS.mkdir(exist_ok=True)
     with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        browser = playwright.chromium.launch(executable_path=executable, args=ARGS)
         context = browser.new_context(viewport={"width": 1440, "height": 1000}, accept_downloads=True)
         tab = context.new_page()
         tab.goto(slow_app.url)

@@ -6,10 +6,10 @@ import copy
 import hashlib
 import json
 from datetime import datetime
-from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import shared_data
 from PIL import Image
 from pycocotools import mask as mask_utils
 
@@ -33,8 +33,6 @@ from gar_app.export import (
     utc_now,
 )
 from gar_app.tags import tags_in
-
-GARBENCH = Path(__file__).resolve().parents[2] / "shared" / "data" / "garbench"
 
 
 def _runs(mask: np.ndarray) -> list[int]:
@@ -94,9 +92,7 @@ def test_bad_rle_is_refused(rle, message):
 
 
 def test_garbench_rles_decode_like_pycocotools():
-    if not GARBENCH.is_dir():
-        pytest.skip(f"shared GARBench sample not found at {GARBENCH}")
-    items = json.loads((GARBENCH / "vqa_sample.json").read_text())
+    items = json.loads(shared_data("garbench", "vqa_sample.json").read_text())
     rles = [rle for item in items for rle in item["mask_rles"]]
     assert rles
     for rle in rles:

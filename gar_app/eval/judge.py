@@ -30,6 +30,7 @@ from tqdm import tqdm
 from gar_app.errors import GarAppError, InputError
 from gar_app.eval.garbench import decode_masks, resolve_image
 from gar_app.images import load_image, mask_box
+from gar_app.tags import tag
 
 SYSTEM_PROMPT = (
     "You grade answers of a region-understanding model. Regions of an image are named <Prompt0>, "
@@ -115,8 +116,8 @@ def build_messages(
     content: list[dict[str, Any]] = [{"type": "text", "text": "The image:"}, _image_part(image)]
     for number, mask in enumerate(masks):
         crop, view = region_views(image, mask)
-        content += [{"type": "text", "text": f"<Prompt{number}> crop:"}, _image_part(crop)]
-        content += [{"type": "text", "text": f"<Prompt{number}> mask view:"}, _image_part(view)]
+        content += [{"type": "text", "text": f"{tag(number)} crop:"}, _image_part(crop)]
+        content += [{"type": "text", "text": f"{tag(number)} mask view:"}, _image_part(view)]
     content.append({"type": "text", "text": template.format(model_output=record["model_output"], **fields)})
     return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": content}]
 

@@ -29,7 +29,7 @@ from gar_app.model.configuration import GarConfig
 from gar_app.model.decoding import StaticDecoder, resolve_decode
 from gar_app.model.generation import GenerationSettings
 from gar_app.model.modeling import GarForConditionalGeneration
-from gar_app.model.processing import GarProcessor
+from gar_app.model.processing import SINGLE_REGION_INDEX, GarProcessor
 from gar_app.model.session import ChatSession
 
 _HUB_FILES = ["*.json", "*.safetensors", "*.jinja", "*.model", "*.txt"]
@@ -201,6 +201,11 @@ class Gar:
         """A conversation about ``image`` where ``masks[k]`` is region ``<Promptk>``."""
         return ChatSession(self, load_image(image), masks, reuse_cache=reuse_cache)
 
+    def describe_chat(self, image: Image.Image | str | os.PathLike, mask: np.ndarray) -> ChatSession:
+        """A conversation about one region, set up as every released single-region path
+        does: the region is ``<Prompt1>``."""
+        return self.chat(image, {SINGLE_REGION_INDEX: mask})
+
     def describe(
         self,
         image: Image.Image | str | os.PathLike,
@@ -208,8 +213,8 @@ class Gar:
         settings: GenerationSettings | None = None,
         instruction: str | None = None,
     ) -> str:
-        """Caption one region (it becomes ``<Prompt0>``)."""
-        return self.chat(image, [mask]).describe(0, settings, instruction)
+        """Caption one region with exactly the released demo's input (see ``describe_chat``)."""
+        return self.describe_chat(image, mask).describe(None, settings, instruction)
 
 
 def load_gar(

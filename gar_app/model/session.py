@@ -83,27 +83,44 @@ class ChatSession:
     def ask(self, question: str, settings: GenerationSettings | None = None) -> str:
         return "".join(self.stream(question, settings))
 
-    def describe(self, index: int, settings: GenerationSettings | None = None, instruction: str | None = None) -> str:
+    def describe(
+        self, index: int | None = None, settings: GenerationSettings | None = None, instruction: str | None = None
+    ) -> str:
         return "".join(self.stream_describe(index, settings, instruction))
 
     def stream_describe(
         self,
-        index: int,
+        index: int | None = None,
         settings: GenerationSettings | None = None,
         instruction: str | None = None,
         stop: threading.Event | None = None,
     ) -> Iterator[str]:
-        """Describe one region. As a first turn this is GAR's single-region caption prompt."""
+        """Describe one region (``None``: the session's only region).
+
+        As the first turn this is the released single-region caption prompt (only this
+        region listed and in the map); later it is the training format's
+        ``<Promptk>: `` + run + instruction, the run only if the region is new.
+        """
+        index = self._only_region() if index is None else index
         instruction = (instruction or DESCRIBE_INSTRUCTION).strip()
+        shown = f"{tag(index)}: {instruction}"
         if self.turns:
-            question = instruction if tag(index) in instruction else f"{tag(index)}: {instruction}"
-            yield from self.stream(question, settings, stop)
+            yield from self.stream(shown, settings, stop)
             return
+        named = set(check_text(instruction)) - {index}
+        if named:
+            raise InputError(
+                f"a description is about {tag(index)} only; ask a question to bring in {tag(min(named))}"
+            )
         self._check_regions([index])
         processor = self.gar.processor
         prompt = describe_prompt(index, processor.region_run(index), processor.sanitise(instruction))
-        shown = f"{tag(index)}: {instruction}"
         yield from self._turn(shown, prompt, [index], settings, stop)
+
+    def _only_region(self) -> int:
+        if len(self.masks) != 1:
+            raise InputError(f"say which region to describe: this conversation has {len(self.masks)}")
+        return next(iter(self.masks))
 
     def stream(
         self, question: str, settings: GenerationSettings | None = None, stop: threading.Event | None = None
@@ -129,7 +146,8 @@ class ChatSession:
         self.release_cache()
 
     def _question_prompt(self, question: str) -> tuple[str, list[int]]:
-        """GAR's prompt for a question: the first turn lists the regions, later ones add new ones."""
+        """GAR's prompt for a question: the first turn lists the regions it names (the
+        released evaluation format), later ones bring the regions they name first."""
         question = question.strip()
         if not question:
             raise InputError("the question is empty")
