@@ -1,6 +1,7 @@
 """GAR App in the browser: mark regions, see them in colour, chat with GAR, export JSON.
 
     python app.py [--model ID_OR_DIR] [--sam CHECKPOINT] [--device DEV] [--host H] [--port P] [--share]
+                  [--api [--api-key-env VAR] [--allow-dir DIR]] [--mcp]
 
 Without GAR weights the app still starts, in annotation mode (segment, caption by hand,
 export), and says so on the page.
@@ -15,11 +16,12 @@ import sys
 
 import gradio as gr
 
-from components import canvas, chat, export_panel, regions_panel, status, video_input
+from components import canvas, chat, export_panel, mcp_tools, regions_panel, status, video_input
 from components.page import Page
 from components.style import css
 from gar_app.errors import GarAppError
 from gar_app.model.loading import DEFAULT_MODEL
+from gar_app.serve.cli import add_api_options, api_options
 from gar_app.workspace import Services
 
 log = logging.getLogger("gar_app.app")
@@ -89,20 +91,35 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--concurrency", type=int, default=4, help="sessions served at once (model calls: 1)")
     parser.add_argument("--max-live-chats", type=int, default=8,
                         help="conversations that keep their KV cache between turns (the rest recompute)")
+    parser.add_argument("--api", action="store_true", help="also serve the OpenAI-compatible API at /v1 (as gar-app serve)")
+    parser.add_argument("--mcp", action="store_true", help="also serve describe_region and ask_about_regions as MCP tools")
+    add_api_options(parser)
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     args = parse_args(argv)
+    try:
+        options = api_options(args) if args.api else None
+    except GarAppError as error:
+        sys.exit(f"app.py: error: {error}")
     services = load_services(
         None if args.no_model else args.model, args.sam, args.device, args.dtype, not args.no_sam_download
     )
     services.max_live_chats = args.max_live_chats
     print(status.status_text(services).replace("**", ""), file=sys.stderr, flush=True)
     demo = build_demo(services)
+    if args.mcp:
+        mcp_tools.attach(demo, services)
+    routes = []
+    if options is not None:
+        from gar_app.serve.app import api_mount
+
+        routes.append(api_mount(services, options))
     demo.queue(default_concurrency_limit=args.concurrency)
-    demo.launch(server_name=args.host, server_port=args.port, share=args.share, css=css(), show_error=True)
+    demo.launch(server_name=args.host, server_port=args.port, share=args.share, css=css(), show_error=True,
+                mcp_server=args.mcp, app_kwargs={"routes": routes})
 
 
 if __name__ == "__main__":

@@ -27,6 +27,8 @@ SUBCOMMANDS = (
     "gar_app.commands:add_tiny",
     "gar_app.eval.cli:add_eval",
     "gar_app.tracking.cli:add_track",
+    "gar_app.serve.cli:add_serve",
+    "gar_app.batch.cli:add_batch",
 )
 
 

@@ -75,24 +75,29 @@ def check_output_image(path: str | None) -> None:
         raise InputError(f"--output-image {path}: folder {target.parent} does not exist")
 
 
-def _add_model_options(parser: argparse.ArgumentParser) -> None:
+def add_model_options(parser: argparse.ArgumentParser) -> None:
+    """How a command loads GAR (--model, --device, --dtype, --decode; read by ``load_model``)."""
     from gar_app.model import DEFAULT_MODEL
 
     parser.add_argument("--model", default=DEFAULT_MODEL, help=f"GAR checkpoint folder or Hub id (default {DEFAULT_MODEL})")
     parser.add_argument("--device", default=None, help="cuda, cpu, mps... (default: best available)")
     parser.add_argument("--dtype", default=None, choices=DTYPES, help="weights dtype")
-    parser.add_argument("--max-new-tokens", type=int, default=1024, help="longest answer in tokens (default 1024)")
-    parser.add_argument("--json", action="store_true", help="print one JSON object instead of streaming text")
     parser.add_argument(
         "--decode", default="auto", choices=["auto", "eager", "static"],
         help="auto: static KV cache + CUDA graphs on CUDA, eager elsewhere (default)",
     )
+
+
+def _add_model_options(parser: argparse.ArgumentParser) -> None:
+    add_model_options(parser)
+    parser.add_argument("--max-new-tokens", type=int, default=1024, help="longest answer in tokens (default 1024)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of streaming text")
     parser.add_argument(
         "--logprobs", type=int, metavar="K", help="with --json: each answer token's log-probability and the top K (1-20)"
     )
 
 
-def _load(args: argparse.Namespace):
+def load_model(args: argparse.Namespace):
     from gar_app.model import load_gar
 
     print(f"loading GAR from {args.model} ...", file=sys.stderr, flush=True)
@@ -181,7 +186,7 @@ def run_describe(args: argparse.Namespace) -> int:
         from gar_app.model.processing import SINGLE_REGION_INDEX
 
         _save_overlay(args.output_image, image, {SINGLE_REGION_INDEX: mask})
-    gar = _load(args)
+    gar = load_model(args)
     session = gar.describe_chat(image, mask)  # the released single-region input: <Prompt1>
     text = _emit(session.stream_describe(None, settings, instruction=args.prompt), args.json)
     if args.json:
@@ -223,7 +228,7 @@ def run_ask(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     question = multiple_choice_question(args.question, args.choices) if args.choices else args.question
-    gar = _load(args)
+    gar = load_model(args)
     if len(masks) > gar.prompt_numbers:
         raise InputError(f"{len(masks)} masks given, but this model tells apart at most {gar.prompt_numbers} regions")
     session = gar.chat(image, masks)

@@ -267,6 +267,11 @@ class ChatSession:
         self._pending = []
 
     @property
+    def token_count(self) -> int:
+        """Tokens of the conversation so far, image and region placeholders included."""
+        return len(self._ids)
+
+    @property
     def holds_cache(self) -> bool:
         return self._cache is not None
 
