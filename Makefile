@@ -22,6 +22,9 @@ bench: setup
 	HF_HUB_OFFLINE=1 $(PY) bench/bench_model.py
 	HF_HUB_OFFLINE=1 $(PY) bench/bench_segment.py
 	HF_HUB_OFFLINE=1 $(PY) bench/bench_canvas.py
+	HF_HUB_OFFLINE=1 $(PY) bench/bench_api.py
+	HF_HUB_OFFLINE=1 $(PY) bench/bench_track.py
+	HF_HUB_OFFLINE=1 $(PY) bench/bench_startup.py
 
 assets: setup
 	$(PY) scripts/make_assets.py

@@ -2,6 +2,7 @@
 
     python app.py [--model ID_OR_DIR] [--sam CHECKPOINT] [--device DEV] [--host H] [--port P] [--share]
                   [--auth USER:PASS] [--max-file-size 50mb] [--queue-size 64] [--session-ttl 3600]
+                  [--api [--api-key-env VAR] [--allow-dir DIR]] [--mcp]
 
 Without GAR weights the app still starts, in annotation mode (segment, caption by hand,
 export), and says so on the page.
@@ -16,12 +17,13 @@ import sys
 
 import gradio as gr
 
-from components import ask_bar, canvas, chat, export_panel, regions_panel, status, video_input
+from components import ask_bar, canvas, chat, export_panel, mcp_tools, regions_panel, status, video_input
 from components.common import Wiring
 from components.session import close_session
 from components.style import css
 from gar_app.errors import GarAppError
 from gar_app.model.loading import DEFAULT_MODEL
+from gar_app.serve.cli import add_api_options, api_options
 from gar_app.workspace import Services
 
 log = logging.getLogger("gar_app.app")
@@ -126,6 +128,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="events that may wait in the queue; more are turned away (default 64)")  # fmt: skip
     parser.add_argument("--session-ttl", type=float, default=SESSION_TTL_S,
                         help=f"seconds an idle session is kept (default {SESSION_TTL_S})")  # fmt: skip
+    parser.add_argument("--api", action="store_true", help="also serve the OpenAI-compatible API at /v1 (as gar-app serve)")
+    parser.add_argument("--mcp", action="store_true", help="also serve describe_region and ask_about_regions as MCP tools")
+    add_api_options(parser)
     return parser.parse_args(argv)
 
 
@@ -133,15 +138,27 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     args = parse_args(argv)
     auth = parse_auth(args.auth)
+    try:
+        options = api_options(args) if args.api else None
+    except GarAppError as error:
+        sys.exit(f"app.py: error: {error}")
     services = load_services(
         None if args.no_model else args.model, args.sam, args.device, args.dtype, not args.no_sam_download
     )
     services.max_live_chats = args.max_live_chats
     print(status.status_text(services), file=sys.stderr, flush=True)
     demo = build_demo(services, session_ttl=args.session_ttl)
+    if args.mcp:
+        mcp_tools.attach(demo, services)
+    routes = []
+    if options is not None:
+        from gar_app.serve.app import api_mount
+
+        routes.append(api_mount(services, options))
     demo.queue(default_concurrency_limit=args.concurrency, max_size=args.queue_size)
     demo.launch(server_name=args.host, server_port=args.port, share=args.share, css=css(), show_error=True,
-                auth=auth, max_file_size=args.max_file_size)  # fmt: skip
+                auth=auth, max_file_size=args.max_file_size, mcp_server=args.mcp,
+                app_kwargs={"routes": routes})  # fmt: skip
 
 
 if __name__ == "__main__":

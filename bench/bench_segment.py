@@ -73,24 +73,30 @@ def make_sam(args) -> SamSegmenter:
 def bench_sam(args, image: np.ndarray, masks: list[np.ndarray]) -> None:
     sam = make_sam(args)
     clicks = [[float(x), float(y)] for y, x in (np.argwhere(m)[len(np.argwhere(m)) // 2] for m in masks)]
-
-    def click(i=[0]):  # noqa: B006 - a counter that cycles over the clicks
-        sam.segment(points=[clicks[i[0] % len(clicks)]])
-        i[0] += 1
-        sync(args.device)
-
-    def recompute():
-        sam.clear_cache()
-        sam.set_image(image)
-        click()
-
-    sam.set_image(image)
-    cached = timed(click, args.clicks)
-    fresh = timed(recompute, max(3, args.clicks // 4))
     print(f"segmenter: {sam.name} on {args.device}")
-    print(f"SAM click, cached embedding:     {cached * 1000:8.1f} ms  ({1 / cached:7.1f} clicks/s)")
-    print(f"SAM click, embedding recomputed: {fresh * 1000:8.1f} ms  ({1 / fresh:7.1f} clicks/s)")
-    print(f"speed-up from caching: {fresh / cached:.1f}x  (embeddings computed: {sam.embeddings_computed})")
+    variants = [sam]
+    if sam.device.type == "cuda":  # the encoder in float32 too, to see what bfloat16 saves
+        variants.append(SamSegmenter(sam.model, name=sam.name, half=not sam.half))
+    for segmenter in variants:
+
+        def click(i=[0], segmenter=segmenter):  # noqa: B006 - a counter that cycles over the clicks
+            segmenter.segment(points=[clicks[i[0] % len(clicks)]])
+            i[0] += 1
+            sync(args.device)
+
+        def recompute(segmenter=segmenter, click=click):
+            segmenter.clear_cache()
+            segmenter.set_image(image)
+            click()
+
+        segmenter.set_image(image)
+        cached = timed(click, args.clicks)
+        fresh = timed(recompute, max(3, args.clicks // 4))
+        precision = "bfloat16" if segmenter.half else "float32"
+        print(f"image encoder in {precision}:")
+        print(f"  SAM click, cached embedding:     {cached * 1000:8.1f} ms  ({1 / cached:7.1f} clicks/s)")
+        print(f"  SAM click, embedding recomputed: {fresh * 1000:8.1f} ms  ({1 / fresh:7.1f} clicks/s)")
+        print(f"  speed-up from caching: {fresh / cached:.1f}x  (embeddings computed: {segmenter.embeddings_computed})")
 
 
 def bench_overlay(args, image: np.ndarray, masks: list[np.ndarray]) -> None:

@@ -67,7 +67,7 @@ def import_file(session: Session, upload) -> str:
         raise InputError("no file was uploaded")
     ws = session.workspace
     ws.require_image()
-    ws.restore(export.from_json(Path(path).read_bytes()))
+    ws.restore(export.read_document(path))
     return f"Imported {len(ws.regions)} region(s) and {len(ws.conversation.turns)} turn(s)."
 
 

@@ -1,30 +1,53 @@
 """The ``gar-app`` command: describe and ask about regions, make tiny checkpoints, run GARBench.
 
-Every failure a user can cause (missing file, bad mask, unknown tag, offline hub) ends with
-one ``gar-app: error: ...`` line on stderr and a non-zero exit code, never a traceback.
+Every failure a user can cause (missing file, bad mask, unknown tag, bad option, offline
+hub) ends with one ``gar-app: error: ...`` line on stderr and exit code 2, never a traceback.
+
+Adding a sub-command: write ``add_<name>(commands)`` in the module that does the work and
+list it in ``SUBCOMMANDS``. ``add_<name>`` only declares arguments and sets ``run=`` to a
+function; that function imports what the work needs (torch, transformers, gradio, cv2, the
+model) inside its body. The module itself imports nothing heavier than numpy and PIL at
+top level, because every ``gar-app`` call (``--help`` included) imports every registration
+module: ``tests/test_startup.py`` fails when one of them pulls in torch, transformers,
+gradio or cv2.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 
 from gar_app.errors import GarAppError
 
+# "module:function" of each sub-command's registration, in the order --help lists them.
+SUBCOMMANDS = (
+    "gar_app.commands:add_describe",
+    "gar_app.commands:add_ask",
+    "gar_app.commands:add_tiny",
+    "gar_app.eval.cli:add_eval",
+    "gar_app.tracking.cli:add_track",
+    "gar_app.serve.cli:add_serve",
+    "gar_app.batch.cli:add_batch",
+)
+
+
+class Parser(argparse.ArgumentParser):
+    """Option errors as one ``gar-app: error: ...`` line (exit 2), like every other user error."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"gar-app: error: {message} (see '{self.prog} --help')\n")
+
 
 def build_parser() -> argparse.ArgumentParser:
-    from gar_app.commands import add_ask, add_describe, add_tiny
-    from gar_app.eval.cli import add_eval
-
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="gar-app",
         description="Describe regions of an image and answer questions about them with GAR.",
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    add_describe(commands)
-    add_ask(commands)
-    add_tiny(commands)
-    add_eval(commands)
+    for entry in SUBCOMMANDS:
+        module, function = entry.split(":")
+        getattr(importlib.import_module(module), function)(commands)
     return parser
 
 

@@ -34,10 +34,11 @@ import numpy as np
 from pycocotools import mask as mask_utils
 
 from gar_app.errors import InputError
-from gar_app.images import MAX_IMAGE_PIXELS, ImageSource, load_image, mask_box
+from gar_app.images import ImageSource, check_file_size, load_image, mask_box, max_image_pixels
 from gar_app.tags import find_tags, renumber, tag, tags_in
 
 FORMAT = "gar-app/1"
+MAX_DIGITS = 30  # longest integer an import may hold (pixel counts, indices, seeds)
 SOURCES = ("points", "box", "scribble", "mask")
 ROLES = ("user", "assistant")
 DESCRIBE = "Describe {tag} in detail."
@@ -92,13 +93,20 @@ def _counts_from_text(text: str) -> list[int]:
 
 def rle_to_mask(rle: Any) -> np.ndarray:
     """A boolean H x W mask from COCO RLE (counts as text, bytes or a list), checked first."""
+    h, w, counts = rle_counts(rle)
+    flat = np.repeat(np.arange(len(counts)) % 2 == 1, counts)  # runs alternate 0, 1, 0, ...
+    return np.ascontiguousarray(flat.reshape(w, h).T)  # COCO runs go down columns
+
+
+def rle_counts(rle: Any) -> tuple[int, int, list[int]]:
+    """Height, width and run lengths of a COCO RLE, checked (without building the mask)."""
     if not isinstance(rle, dict) or "size" not in rle or "counts" not in rle:
         raise InputError("an RLE mask must be an object with 'size' and 'counts'")
     size, raw = rle["size"], rle["counts"]
     if not (isinstance(size, list | tuple) and len(size) == 2 and all(_is_int(v) and v >= 0 for v in size)):
         raise InputError(f"RLE size must be [height, width] as two non-negative integers, not {size!r}")
     h, w = int(size[0]), int(size[1])
-    if h * w > MAX_IMAGE_PIXELS:
+    if h * w > max_image_pixels():
         raise InputError(f"RLE mask of {w}x{h} pixels is larger than the app accepts")
     if isinstance(raw, bytes):
         raw = raw.decode("ascii", errors="replace")
@@ -110,8 +118,7 @@ def rle_to_mask(rle: Any) -> np.ndarray:
         raise InputError("RLE counts must be a COCO counts string or a list of integers")
     if any(c < 0 for c in counts) or sum(counts) != h * w:
         raise InputError(f"RLE counts do not cover a {h}x{w} mask (they sum to {sum(counts)} pixels)")
-    flat = np.repeat(np.arange(len(counts)) % 2 == 1, counts)  # runs alternate 0, 1, 0, ...
-    return np.ascontiguousarray(flat.reshape(w, h).T)  # COCO runs go down columns
+    return h, w, counts
 
 
 # ---------------------------------------------------------------- document
@@ -231,14 +238,32 @@ def image_info(source: ImageSource, name: str | None = None) -> ImageInfo:
     return ImageInfo(name or "image", image.width, image.height, pixels_sha256(image), "pixels")
 
 
-def image_matches(info: ImageInfo, source: ImageSource) -> bool:
-    """Whether ``source`` is the image a document was made on (checked the way it was hashed)."""
-    if info.sha256_of == "file" and isinstance(source, str | os.PathLike):
-        return file_sha256(source) == info.sha256
-    image = load_image(source)
-    return (image.width, image.height) == (info.width, info.height) and (
-        info.sha256_of == "pixels" and pixels_sha256(image) == info.sha256
-    )
+def check_image(document: ImageInfo, loaded: ImageInfo, image: ImageSource) -> None:
+    """Refuse to restore a document onto another image than the one it was made on.
+
+    ``loaded`` is the identity the workspace recorded for its image, ``image`` that image. A
+    file hash is compared with a file hash and a pixel hash with a pixel hash (the loaded
+    image's pixels are hashed when it came from a file). A document that knows its image only
+    by file hash cannot be checked against an image that has no file (pasted, a video frame):
+    that is refused too, since a same-sized other image would otherwise get its masks.
+    """
+    size = f"{document.width}x{document.height}"
+    wrong = f"this file annotates {document.name} ({size})"
+    if (document.width, document.height) != (loaded.width, loaded.height):
+        raise InputError(f"{wrong}, not the loaded {loaded.width}x{loaded.height} image; load that image first, then import")
+    if document.sha256_of == loaded.sha256_of:
+        same = document.sha256 == loaded.sha256
+    elif document.sha256_of == "pixels":
+        same = document.sha256 == pixels_sha256(image)
+    else:
+        raise InputError(
+            f"{wrong} and identifies it by its file, but the loaded image did not come from a file; "
+            f"open {document.name} itself, then import"
+        )
+    if not same:
+        differs = "its file differs" if document.sha256_of == "file" else "its pixels differ"
+        raise InputError(f"{wrong}; the loaded image {loaded.name} has that size but {differs} (sha256); "
+                         "load that image first, then import")
 
 
 # ---------------------------------------------------------------- writing
@@ -427,7 +452,7 @@ def from_dict(data: Any) -> AnnotationDocument:
         raise _bad(f"format is {fmt!r}; this app reads {FORMAT!r}")
     img = _get(data, "image", "dict", "document")
     width, height = _get(img, "width", "int", "image"), _get(img, "height", "int", "image")
-    if width < 1 or height < 1 or width * height > MAX_IMAGE_PIXELS:
+    if width < 1 or height < 1 or width * height > max_image_pixels():
         raise _bad(f"image size {width}x{height} is empty or larger than the app accepts")
     sha = _get(img, "sha256", "str", "image")
     if not re.fullmatch(r"[0-9a-f]{64}", sha):
@@ -454,15 +479,33 @@ def from_dict(data: Any) -> AnnotationDocument:
     return AnnotationDocument(info, regions, dialogue, frame)
 
 
-def from_json(text: str | bytes) -> AnnotationDocument:
-    """Parse and check an exported document; any problem is one ``InputError`` sentence."""
+def _parse_int(digits: str) -> int:
+    """No number in the format needs more than ``MAX_DIGITS`` digits; longer ones are refused
+    before Python converts them (slow, and beyond 4300 digits an unexplained ValueError)."""
+    if len(digits.lstrip("-")) > MAX_DIGITS:
+        raise _bad(f"it holds a number with {len(digits.lstrip('-'))} digits (at most {MAX_DIGITS} make sense)")
+    return int(digits)
+
+
+def parse_json(text: str | bytes) -> Any:
+    """An export file's JSON (image or video form), or one ``InputError`` sentence."""
     try:
-        data = json.loads(text)
+        return json.loads(text, parse_int=_parse_int)
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise InputError(f"not a valid GAR App export: the file is not JSON ({error})") from None
     except RecursionError:
         raise InputError("not a valid GAR App export: the JSON is nested too deeply") from None
-    return from_dict(data)
+
+
+def from_json(text: str | bytes) -> AnnotationDocument:
+    """Parse and check an exported document; any problem is one ``InputError`` sentence."""
+    return from_dict(parse_json(text))
+
+
+def read_document(path: str | os.PathLike) -> AnnotationDocument:
+    """An export file (e.g. an upload) from disk; a file over the size limit is not read."""
+    check_file_size(path, f"the file {Path(path).name}")
+    return from_json(Path(path).read_bytes())
 
 
 # ---------------------------------------------------------------- training format
@@ -503,3 +546,246 @@ def to_training_records(doc: AnnotationDocument) -> list[dict[str, Any]]:
     ident = doc.image.name if doc.video is None else f"{doc.video.name}#{doc.video.frame_index}"
     return [{"id": ident, "image": doc.image.name, "mask_rle": [mask_to_rle(r.mask) for r in kept],
              "conversations": conversations}]
+
+
+# ---------------------------------------------------------------- video form
+#
+# A tracked video is one document: the video's identity and frame sampling, and per region its
+# keyframes, a mask (COCO RLE, or null where the region is absent) for every processed frame,
+# and the captions pinned to frames. Masks stay RLE in memory (a long clip's tracks decoded
+# would take gigabytes); ``TrackFrame.mask_array`` decodes one when needed.
+
+
+@dataclass
+class VideoSource:
+    """The video a tracking document was made on, and which of its frames were processed."""
+
+    name: str
+    width: int
+    height: int
+    fps: float | None  # the file's frame rate; times are index / fps (None: no frame rate, no times)
+    frame_count: int  # frames in the file
+    sha256: str  # of the file's bytes
+    fps_cap: float | None = None  # the sampling the frames were chosen with
+    max_frames: int | None = None
+
+
+@dataclass
+class TrackFrame:
+    index: int  # frame index in the file
+    time: float | None
+    mask: dict[str, Any] | None  # COCO RLE with text counts; None where the region is absent
+
+    def mask_array(self) -> np.ndarray | None:
+        return None if self.mask is None else rle_to_mask(self.mask)
+
+
+@dataclass
+class TrackKeyframe:
+    index: int  # frame index in the file where the region was marked
+    time: float | None
+    source: str  # one of SOURCES
+
+
+@dataclass
+class TrackCaption:
+    index: int
+    time: float | None
+    text: str
+
+
+@dataclass
+class TrackData:
+    """One region through the video; ``tag`` derives from ``index``."""
+
+    index: int
+    colour: str
+    anchor: int  # frame index of the region's first keyframe
+    keyframes: list[TrackKeyframe]
+    frames: list[TrackFrame]  # one per processed frame, in order
+    captions: list[TrackCaption] = field(default_factory=list)
+
+    @property
+    def tag(self) -> str:
+        return tag(self.index)
+
+
+@dataclass
+class VideoDocument:
+    video: VideoSource
+    frames: int  # how many frames were processed (each region lists them all)
+    regions: list[TrackData] = field(default_factory=list)
+
+
+def frame_time(index: int, fps: float | None) -> float | None:
+    """A frame's time in seconds, exactly as the documents write it."""
+    return index / fps if fps else None
+
+
+def is_video_document(data: Any) -> bool:
+    """Whether parsed JSON is the video form (a ``video`` with ``frames`` and no ``image``)."""
+    return isinstance(data, dict) and "image" not in data and isinstance(data.get("video"), dict)
+
+
+def video_to_dict(doc: VideoDocument) -> dict[str, Any]:
+    video = doc.video
+    return {
+        "format": FORMAT,
+        "video": {"name": video.name, "width": video.width, "height": video.height, "fps": video.fps,
+                  "frames": doc.frames, "frame_count": video.frame_count, "sha256": video.sha256,
+                  "sampling": {"fps_cap": video.fps_cap, "max_frames": video.max_frames}},
+        "regions": [
+            {"index": r.index, "tag": r.tag, "colour": r.colour, "anchor": r.anchor,
+             "keyframes": [{"index": k.index, "time": k.time, "source": k.source} for k in r.keyframes],
+             "captions": [{"index": c.index, "time": c.time, "text": c.text} for c in r.captions],
+             "frames": [{"index": f.index, "time": f.time, "mask": f.mask} for f in r.frames]}
+            for r in doc.regions
+        ],
+    }
+
+
+def video_to_json(doc: VideoDocument) -> str:
+    return _dump(video_to_dict(doc)) + "\n"
+
+
+def track_summary(doc: VideoDocument) -> dict[str, Any]:
+    """The short form ``gar-app track`` writes: the video, and per region its tag and frames."""
+    video = doc.video
+    return {
+        "video": {"name": video.name, "width": video.width, "height": video.height, "fps": video.fps,
+                  "frames": doc.frames},
+        "regions": [{"tag": r.tag, "frames": [{"index": f.index, "time": f.time, "mask": f.mask} for f in r.frames]}
+                    for r in doc.regions],
+    }
+
+
+def _read_time(data: dict, where: str, index: int, fps: float | None) -> float | None:
+    time_s = _get(data, "time", "number", where, optional=True)
+    expected = frame_time(index, fps)
+    if (time_s is None) != (expected is None) or (
+        expected is not None and abs(time_s - expected) > 1e-6 * (1 + abs(expected))
+    ):
+        raise _bad(f"{where}.time is {time_s} but frame {index} at {fps} fps is at {expected}")
+    return expected
+
+
+def _read_video(data: Any) -> tuple[VideoSource, int]:
+    if not isinstance(data, dict):
+        raise _bad("video must be an object")
+    width, height = _get(data, "width", "int", "video"), _get(data, "height", "int", "video")
+    if width < 1 or height < 1 or width * height > max_image_pixels():
+        raise _bad(f"video frame size {width}x{height} is empty or larger than the app accepts")
+    fps = _get(data, "fps", "number", "video", optional=True)
+    if fps is not None and fps <= 0:
+        raise _bad(f"video.fps must be positive or null, not {fps}")
+    frames, total = _get(data, "frames", "int", "video"), _get(data, "frame_count", "int", "video")
+    if not 0 <= frames <= total:
+        raise _bad(f"video.frames ({frames}) must be between 0 and video.frame_count ({total})")
+    sha = _get(data, "sha256", "str", "video")
+    if not re.fullmatch(r"[0-9a-f]{64}", sha):
+        raise _bad("video.sha256 must be 64 lower-case hex digits")
+    sampling = _get(data, "sampling", "dict", "video")
+    cap = _get(sampling, "fps_cap", "number", "video.sampling", optional=True)
+    most = _get(sampling, "max_frames", "int", "video.sampling", optional=True)
+    if (cap is not None and cap <= 0) or (most is not None and most < 1):
+        raise _bad("video.sampling.fps_cap must be positive and max_frames at least 1 (or null)")
+    source = VideoSource(_get(data, "name", "str", "video"), width, height, None if fps is None else float(fps),
+                         total, sha, None if cap is None else float(cap), most)
+    return source, frames
+
+
+def _read_rle(value: Any, where: str, height: int, width: int) -> dict[str, Any] | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise _bad(f"{where} must be an RLE object or null")
+    try:
+        h, w, _ = rle_counts(value)
+    except InputError as error:
+        raise _bad(f"{where}: {error}") from None
+    if (h, w) != (height, width):
+        raise _bad(f"{where} is {w}x{h} but the video's frames are {width}x{height}")
+    if isinstance(value["counts"], str) and set(value) == {"size", "counts"}:
+        return {"size": [h, w], "counts": value["counts"]}
+    return mask_to_rle(rle_to_mask(value))  # counts as a list or bytes: keep the canonical text form
+
+
+def _read_track(data: Any, where: str, video: VideoSource, indices: list[int] | None) -> TrackData:
+    if not isinstance(data, dict):
+        raise _bad(f"{where} must be an object")
+    index = _get(data, "index", "int", where)
+    if index < 0 or _get(data, "tag", "str", where) != tag(index):
+        raise _bad(f"{where}.tag is {data['tag']!r} but its index {index} makes it {tag(index)!r}")
+    colour = _get(data, "colour", "str", where)
+    if not _COLOUR.fullmatch(colour):
+        raise _bad(f"{where}.colour must be '#rrggbb', not {colour!r}")
+    frames = []
+    for i, item in enumerate(_get(data, "frames", "list", where)):
+        fw = f"{where}.frames[{i}]"
+        if not isinstance(item, dict):
+            raise _bad(f"{fw} must be an object")
+        at = _get(item, "index", "int", fw)
+        if "mask" not in item:
+            raise _bad(f"{fw} has no 'mask'")
+        frames.append(TrackFrame(at, _read_time(item, fw, at, video.fps),
+                                 _read_rle(item["mask"], f"{fw}.mask", video.height, video.width)))
+    seen = [f.index for f in frames]
+    if indices is not None and seen != indices:
+        raise _bad(f"{where}.frames are not the same frames as the first region's")
+    if seen != sorted(set(seen)) or (seen and (seen[0] < 0 or seen[-1] >= video.frame_count)):
+        raise _bad(f"{where}.frames must be distinct frame indices in order, within the video's {video.frame_count}")
+    masked = {f.index for f in frames if f.mask is not None}
+    keyframes = []
+    for i, item in enumerate(_get(data, "keyframes", "list", where)):
+        kw = f"{where}.keyframes[{i}]"
+        if not isinstance(item, dict):
+            raise _bad(f"{kw} must be an object")
+        at = _get(item, "index", "int", kw)
+        source = _get(item, "source", "str", kw)
+        if source not in SOURCES:
+            raise _bad(f"{kw}.source must be one of {', '.join(SOURCES)}, not {source!r}")
+        if at not in masked:
+            raise _bad(f"{kw} is frame {at}, which has no mask of {tag(index)}")
+        keyframes.append(TrackKeyframe(at, _read_time(item, kw, at, video.fps), source))
+    marked = [k.index for k in keyframes]
+    if not marked or marked != sorted(set(marked)):
+        raise _bad(f"{where}.keyframes must list at least one frame, each once, in order")
+    anchor = _get(data, "anchor", "int", where)
+    if anchor not in marked:
+        raise _bad(f"{where}.anchor ({anchor}) must be one of its keyframes {marked}")
+    captions = []
+    for i, item in enumerate(_get(data, "captions", "list", where)):
+        cw = f"{where}.captions[{i}]"
+        if not isinstance(item, dict):
+            raise _bad(f"{cw} must be an object")
+        at = _get(item, "index", "int", cw)
+        if at not in seen:
+            raise _bad(f"{cw} is on frame {at}, which is not one of the processed frames")
+        captions.append(TrackCaption(at, _read_time(item, cw, at, video.fps), _get(item, "text", "str", cw)))
+    return TrackData(index, colour, anchor, keyframes, frames, captions)
+
+
+def video_from_dict(data: Any) -> VideoDocument:
+    """Check and read the video form; any problem is one ``InputError`` sentence."""
+    if not isinstance(data, dict):
+        raise _bad("the top level must be a JSON object")
+    if data.get("format") != FORMAT:
+        raise _bad(f"format is {data.get('format')!r}; this app reads {FORMAT!r}")
+    if not is_video_document(data):
+        raise _bad("this is not a tracked-video document (it has an 'image', or no 'video' object)")
+    video, count = _read_video(data["video"])
+    regions: list[TrackData] = []
+    indices: list[int] | None = None  # the first region's frames; every region lists the same
+    for i, item in enumerate(_get(data, "regions", "list", "document")):
+        regions.append(_read_track(item, f"regions[{i}]", video, indices))
+        indices = [f.index for f in regions[0].frames]
+    order = [r.index for r in regions]
+    if order != sorted(set(order)):
+        raise _bad(f"region indices must be unique and ascending, not {order}")
+    if indices is not None and len(indices) != count:
+        raise _bad(f"video.frames says {count} frames were processed but the regions list {len(indices)}")
+    return VideoDocument(video, count, regions)
+
+
+def video_from_json(text: str | bytes) -> VideoDocument:
+    return video_from_dict(parse_json(text))

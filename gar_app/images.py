@@ -9,39 +9,119 @@ agree on pixels.
 from __future__ import annotations
 
 import os
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from gar_app.errors import InputError
+from gar_app.errors import GarAppError, InputError
 
-# Larger images are refused instead of risking an out-of-memory crash (PIL's own bomb guard
-# starts at ~179 MP and raises an unfriendly error).
-MAX_IMAGE_PIXELS = 120_000_000
-Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
+# Size limits, checked on the header before any pixel is decoded (PIL itself only warns
+# between 1x and 2x its own limit and decodes anyway). GAR sees an image as at most 36 tiles
+# of 448 px (about 7 MP) and SAM as 1024 px, so more pixels add memory, not detail: 50 MP
+# still takes any phone camera's full-resolution photo (8160x6120 = 49.9 MP) and decodes
+# to 150 MB of RGB. 100 MB of file holds such a photo as JPEG, PNG or WebP.
+MAX_MEGAPIXELS_ENV = "GAR_APP_MAX_IMAGE_MEGAPIXELS"
+MAX_FILE_MB_ENV = "GAR_APP_MAX_FILE_MB"
+DEFAULT_MAX_MEGAPIXELS = 50
+DEFAULT_MAX_FILE_MB = 100
 
 ImageSource = str | os.PathLike | Image.Image | np.ndarray
 
 
+def _setting(name: str, default: float) -> float:
+    text = os.environ.get(name, "").strip()
+    if not text:
+        return float(default)
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not value > 0 or value == float("inf"):
+        raise GarAppError(f"{name} must be a positive number, not {text!r}")
+    return value
+
+
+def max_image_pixels() -> int:
+    """The largest image (width x height) the app decodes: ``$GAR_APP_MAX_IMAGE_MEGAPIXELS`` x 10^6."""
+    return int(_setting(MAX_MEGAPIXELS_ENV, DEFAULT_MAX_MEGAPIXELS) * 1_000_000)
+
+
+def max_file_bytes() -> int:
+    """The largest image, mask or import file the app reads: ``$GAR_APP_MAX_FILE_MB`` x 2^20."""
+    return int(_setting(MAX_FILE_MB_ENV, DEFAULT_MAX_FILE_MB) * 1024 * 1024)
+
+
+def _too_large(limit: int) -> str:
+    return f"more than the {limit / 1e6:g} megapixels this app accepts; use a smaller image (or raise ${MAX_MEGAPIXELS_ENV})"
+
+
+def check_image_size(width: int, height: int, what: str = "the image") -> None:
+    """Refuse an image (or frame, or mask) with more pixels than the limit, before decoding it."""
+    limit = max_image_pixels()
+    if width * height > limit:
+        size = f"{width}x{height} ({width * height / 1e6:.1f} megapixels)"
+        raise InputError(f"{what} is {size}, {_too_large(limit)}")
+
+
+def check_file_size(path: str | os.PathLike, what: str = "the file") -> None:
+    """Refuse a file larger than the limit before reading it."""
+    size, limit = os.path.getsize(path), max_file_bytes()
+    if size > limit:
+        raise InputError(
+            f"{what} is {size / 2**20:.1f} MB, more than the {limit / 2**20:g} MB this app reads "
+            f"(raise ${MAX_FILE_MB_ENV} to allow it)"
+        )
+
+
 def _open(source: str | os.PathLike, what: str) -> Image.Image:
+    """Open and decode a file, checking its size and its header's pixel count first."""
     path = Path(source)
     if not path.exists():
         raise InputError(f"{what} file not found: {path}")
     if path.is_dir():
         raise InputError(f"{what} path is a folder, not a file: {path}")
+    check_file_size(path, f"{what} {path.name}")
+    limit = max_image_pixels()
+    if Image.MAX_IMAGE_PIXELS is not None and limit > Image.MAX_IMAGE_PIXELS:
+        Image.MAX_IMAGE_PIXELS = limit  # PIL's own guard (it raises beyond 2x) stays, never below ours
     try:
-        image = Image.open(path)
-        image.load()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # refused below, more clearly
+            image = Image.open(path)  # reads the header only
+        with _closed_on_error(image):
+            check_image_size(image.width, image.height, f"{what} {path.name}")
+            image.load()
+    except Image.DecompressionBombError:
+        raise InputError(f"{what} {path.name} has {_too_large(limit)}") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
         raise InputError(
             f"cannot read {what.lower()} {path.name}: not a valid image (damaged, or a format Pillow cannot read)"
         ) from None
-    except Image.DecompressionBombError:
-        raise InputError(
-            f"{what} {path.name} is too large (over {MAX_IMAGE_PIXELS // 1_000_000} megapixels)"
-        ) from None
     return image
+
+
+@contextmanager
+def _closed_on_error(image: Image.Image) -> Iterator[None]:
+    try:
+        yield
+    except BaseException:
+        image.close()
+        raise
+
+
+def _check_in_memory(image: Image.Image | np.ndarray, what: str) -> None:
+    """Arrays and PIL images given directly get the same pixel limit (a lazily opened PIL image
+    is checked on its header, before it is decoded)."""
+    if isinstance(image, Image.Image):
+        check_image_size(image.width, image.height, what)
+    else:
+        array = np.asarray(image)
+        if array.ndim >= 2:
+            check_image_size(int(array.shape[1]), int(array.shape[0]), what)
 
 
 def _to_8bit(array: np.ndarray) -> np.ndarray:
@@ -87,6 +167,7 @@ def load_image(source: ImageSource) -> Image.Image:
     if isinstance(source, (str, os.PathLike)):
         image = ImageOps.exif_transpose(_open(source, "Image"))
     else:
+        _check_in_memory(source, "the image")
         image = source
     rgb = to_rgb(image)
     if rgb.width < 1 or rgb.height < 1:
@@ -94,14 +175,54 @@ def load_image(source: ImageSource) -> Image.Image:
     return rgb
 
 
-def load_mask(source: ImageSource, size: tuple[int, int] | None = None) -> np.ndarray:
+class MaskResizedWarning(UserWarning):
+    """A mask of another size (same aspect ratio) was fitted to its image."""
+
+
+def same_aspect_ratio(size: tuple[int, int], other: tuple[int, int]) -> bool:
+    """Whether two (width, height) sizes are one picture at two scales, up to a pixel of rounding."""
+    (w, h), (ow, oh) = size, other
+    return abs(w * oh - h * ow) <= max(w + h, ow + oh)
+
+
+def fit_mask(mask: np.ndarray, size: tuple[int, int], name: str = "the mask") -> tuple[np.ndarray, str | None]:
+    """``mask`` at the image's ``(width, height)`` and a notice when it had to be scaled.
+
+    A mask of the same aspect ratio is scaled with nearest-neighbour sampling (its edges stay
+    hard); one of another aspect ratio is refused: stretching it would mark other pixels
+    than the ones it was drawn on.
+    """
+    height, width = mask.shape
+    size = (int(size[0]), int(size[1]))
+    if (width, height) == size:
+        return mask, None
+    have, want = f"{width}x{height}", f"{size[0]}x{size[1]}"
+    if not same_aspect_ratio((width, height), size):
+        raise InputError(
+            f"{name} is {have} but the image is {want}: another aspect ratio "
+            f"({width / height:.2f} vs {size[0] / size[1]:.2f}), so it was not drawn on this image"
+        )
+    resized = Image.fromarray(mask.astype(np.uint8) * 255, "L").resize(size, Image.NEAREST)
+    return np.asarray(resized) != 0, f"{name} is {have}, the image {want}: scaled to fit (same aspect ratio)"
+
+
+def load_mask(
+    source: ImageSource,
+    size: tuple[int, int] | None = None,
+    notify: Callable[[str], object] | None = None,
+) -> np.ndarray:
     """A boolean (H, W) mask; any non-zero pixel is inside.
 
-    ``size`` is the image's (width, height): a mask of another size is resized to it with
-    nearest-neighbour sampling, so its edges stay hard.
+    ``size`` is the image's (width, height): a mask of another size but the same aspect
+    ratio is fitted to it (see ``fit_mask``) and ``notify`` gets the notice (the CLI prints
+    it, the app shows it; by default it is a ``MaskResizedWarning``); a mask of another
+    aspect ratio is an ``InputError``.
     """
+    name = f"mask {Path(source).name}" if isinstance(source, (str, os.PathLike)) else "the mask"
     if isinstance(source, (str, os.PathLike)):
         source = _open(source, "Mask")
+    else:
+        _check_in_memory(source, name)
     if isinstance(source, Image.Image):
         if source.mode in ("RGB", "RGBA", "P", "CMYK", "YCbCr", "LA", "PA"):
             source = source.convert("L")
@@ -113,9 +234,14 @@ def load_mask(source: ImageSource, size: tuple[int, int] | None = None) -> np.nd
     if array.ndim != 2:
         raise InputError(f"unsupported mask shape {array.shape}; expected a single-channel image")
     mask = array != 0
-    if size is not None and (mask.shape[1], mask.shape[0]) != tuple(size):
-        resized = Image.fromarray(mask.astype(np.uint8) * 255, "L").resize(tuple(size), Image.NEAREST)
-        mask = np.asarray(resized) != 0
+    if size is None:
+        return mask
+    mask, notice = fit_mask(mask, size, name)
+    if notice is not None:
+        if notify is None:
+            warnings.warn(notice, MaskResizedWarning, stacklevel=2)
+        else:
+            notify(notice)
     return mask
 
 

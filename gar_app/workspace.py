@@ -34,7 +34,6 @@ ANNOTATION_MODE = (
     "Annotation mode: no GAR checkpoint is loaded, so Describe and the chat are off. "
     "You can still mark regions, type captions and export."
 )
-ASPECT_TOLERANCE = 0.01  # an uploaded mask this close to the image's shape is fitted to it
 
 
 @dataclass
@@ -171,24 +170,12 @@ class Workspace:
     # -- marks that need the workspace ---------------------------------------------------
 
     def add_mask(self, source) -> tuple[Region, str | None]:
-        """An uploaded mask for the current region, with a note when it had to be fitted.
-
-        A mask of the image's shape but another size (a half-size export, say) is resized to
-        the image; a mask of another shape is refused rather than stretched.
-        """
+        """An uploaded mask for the current region, and the notice when it had to be scaled
+        (one of another aspect ratio is refused: see ``gar_app.images.fit_mask``)."""
         marking = self.require_marking()
-        mask = load_mask(source)
-        (width, height), (mw, mh) = marking.size, (mask.shape[1], mask.shape[0])
-        note = None
-        if (mw, mh) != (width, height):
-            if abs(mw / mh - width / height) > ASPECT_TOLERANCE * width / height:
-                raise InputError(
-                    f"the mask is {mw}x{mh} but the image is {width}x{height}, another shape; "
-                    "make the mask from this image"
-                )
-            mask = load_mask(mask, size=(width, height))
-            note = f"The mask was {mw}x{mh}; it was fitted to the image's {width}x{height}."
-        return marking.set_mask(mask), note
+        notes: list[str] = []
+        mask = load_mask(source, size=marking.size, notify=notes.append)
+        return marking.set_mask(mask), (notes[0] if notes else None)
 
     # -- GAR -----------------------------------------------------------------------------
 
@@ -204,9 +191,9 @@ class Workspace:
         marking = self.require_marking()
         region = marking.regions.get(key)
         self.stop.clear()
-        session = gar.chat(self.image, [region.mask])
+        session = gar.describe_chat(self.image, region.mask)  # the released single-region input
         text = ""
-        for piece in session.stream_describe(0, settings, stop=self.stop):
+        for piece in session.stream_describe(None, settings, stop=self.stop):
             text += piece
             if region.index in marking.regions:
                 marking.set_caption(region.index, text.strip())
@@ -254,13 +241,7 @@ class Workspace:
     def restore(self, document: export.AnnotationDocument) -> None:
         """Bring back an exported session on the image it was made on."""
         image = self.require_image()
-        info = document.image
-        if (info.width, info.height) != image.size or (
-            info.sha256_of == "pixels" and info.sha256 != self.info.sha256
-        ):
-            raise InputError(
-                f"this file annotates {info.name} ({info.width}x{info.height}); load that image first, then import"
-            )
+        export.check_image(document.image, self.info, image)
         marking = Marking(self._segmenter_for(image), image.size, self.services.prompt_numbers, self.reserved)
         for item in document.regions:
             prompt = None

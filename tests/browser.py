@@ -3,14 +3,11 @@ computed independently of the app's script, and the server-side session behind a
 
 from __future__ import annotations
 
-import shutil
 import uuid
 from pathlib import Path
 
-import pytest
-from conftest import REPO
+from conftest import REPO, REQUIRE_BROWSER, chromium, unavailable
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARTIFACTS = REPO / "test-artifacts"
 ARGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -19,13 +16,19 @@ ARGS = [
 EXAMPLES = REPO / "assets" / "examples"
 TIMEOUT = 60_000  # ms; the CI machine has two cores
 
-needs_chromium = pytest.mark.skipif(
-    not Path(CHROMIUM).exists(), reason="chromium is not installed (make test installs it)"
-)
+
+def sync_api():
+    """Playwright's sync API: the test is skipped without it (failed in CI, which must have it)."""
+    try:
+        from playwright import sync_api
+    except ImportError:
+        unavailable("playwright is not installed (make test installs it)", REQUIRE_BROWSER)
+    return sync_api
 
 
 def launch(playwright):
-    return playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+    """Debian's chromium (the test is skipped when it is missing, failed in CI)."""
+    return playwright.chromium.launch(executable_path=chromium(), args=ARGS)
 
 
 def open_page(browser, url: str, width: int = 1280, height: int = 800, scale: float = 1):

@@ -12,14 +12,66 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
+EXAMPLES = REPO / "assets" / "examples"
+# Set by .ci/run: what CI is meant to have must be there, so its absence fails instead of skipping.
+REQUIRE_SHARED = "GAR_APP_REQUIRE_SHARED"
+REQUIRE_BROWSER = "GAR_APP_REQUIRE_BROWSER"
+
+
+def unavailable(reason: str, requirement: str) -> None:
+    """Skip the test saying why - or fail it when ``requirement`` (an environment variable) is 1."""
+    if os.environ.get(requirement) == "1":
+        pytest.fail(f"{reason} ({requirement}=1 says it must be there)", pytrace=False)
+    pytest.skip(reason)
 
 
 def shared_data(*parts: str) -> Path:
-    """A path under ../shared/data, skipping the test (saying why) when it is not there."""
+    """A path under ../shared/data (GARBench sample, seed demo): skipped without it, failed in CI."""
     path = SHARED_DATA.joinpath(*parts)
     if not path.exists():
-        pytest.skip(f"shared test data not found at {path} (expected beside the repository in ../shared/data)")
+        unavailable(f"shared test data not found at {path} (expected beside the repository in ../shared/data)",
+                    REQUIRE_SHARED)
     return path
+
+
+def chromium() -> str:
+    """The browser for the real-browser tests: skipped without it, failed in CI."""
+    import shutil
+
+    path = shutil.which("chromium") or "/usr/bin/chromium"
+    if not Path(path).exists():
+        unavailable("chromium is not installed (make test installs it)", REQUIRE_BROWSER)
+    return path
+
+
+def ellipse(size: tuple[int, int], centre: tuple[float, float], radii: tuple[float, float]):
+    """A boolean (H, W) ellipse mask for an image of ``size`` (W, H)."""
+    import numpy as np
+
+    width, height = size
+    ys, xs = np.mgrid[:height, :width]
+    return ((xs - centre[0]) / radii[0]) ** 2 + ((ys - centre[1]) / radii[1]) ** 2 <= 1
+
+
+def example_scene(name: str, crop: tuple[int, int, int, int] | None = None):
+    """One of the project's CC0 example photos (optionally cropped), as GAR's RGB image."""
+    from gar_app.images import load_image
+
+    image = load_image(EXAMPLES / name)
+    return image.crop(crop) if crop else image
+
+
+@pytest.fixture(scope="session")
+def scene3():
+    """The rocket photo (640x427, a 2x2 tile grid on the tiny checkpoint) and three regions
+    made here: off-centre, of different sizes, the third overlapping the first."""
+    image = example_scene("rocket.jpg")
+    masks = [
+        ellipse(image.size, (170, 260), (60, 120)),
+        ellipse(image.size, (470, 120), (90, 40)),
+        ellipse(image.size, (215, 330), (45, 60)),
+    ]
+    return image, masks
 
 
 @pytest.fixture(scope="session")
@@ -44,6 +96,32 @@ def tiny_gar(tiny_gar_dir):
     from gar_app.model import load_gar
 
     return load_gar(tiny_gar_dir, device="cpu", dtype="fp32")
+
+
+def write_blank_png(path: Path, width: int, height: int, rows_per_block: int = 64) -> Path:
+    """A valid black RGB PNG of any size, written without ever holding its pixels: one
+    compressed block of rows, repeated (a full flush makes each block self-contained).
+    15000x15000 takes well under a second and 0.7 MB on disk (and 675 MB once decoded)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    row = bytes(1 + 3 * width)  # filter byte 0, then black pixels
+    block = row * rows_per_block
+    full, rest = divmod(height, rows_per_block)
+    deflate = zlib.compressobj(9, zlib.DEFLATED, -15)
+    packed = deflate.compress(block) + deflate.flush(zlib.Z_FULL_FLUSH)
+    tail = deflate.compress(row * rest) + deflate.flush()
+    checksum = 1
+    for _ in range(full):
+        checksum = zlib.adler32(block, checksum)
+    checksum = zlib.adler32(row * rest, checksum)
+    stream = b"\x78\xda" + packed * full + tail + struct.pack(">I", checksum)
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)  # 8-bit RGB
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", stream) + chunk(b"IEND", b""))
+    return path
 
 
 def eval_cli(argv: list[str]) -> int:
@@ -169,3 +247,21 @@ def slow_app(tiny_gar_dir):
     server = RunningApp(Services(segmenter=GrabCutSegmenter(), gar=gar))
     yield server
     server.close()
+
+
+@pytest.fixture(scope="session")
+def tiny_sam2_dir(tmp_path_factory) -> Path:
+    """A tiny random SAM 2 video checkpoint folder, written by transformers' own classes."""
+    from gar_app.tracking.tiny import write_tiny_sam2
+
+    return write_tiny_sam2(tmp_path_factory.mktemp("tiny-sam2"), seed=0)
+
+
+@pytest.fixture(scope="session")
+def shape_clip(tmp_path_factory):
+    """The synthetic tracking clip (orange shape leaving and coming back, purple one in a corner),
+    encoded as MPEG-4 like an upload: ``(path, SyntheticClip with the true masks)``."""
+    from gar_app.tracking.synthetic import moving_shape_clip, write_clip
+
+    clip = moving_shape_clip(companion=True)
+    return write_clip(tmp_path_factory.mktemp("clip") / "shapes.mp4", clip.frames, clip.fps), clip

@@ -313,11 +313,11 @@ def test_strokes_and_mask_upload_through_the_api(gar_app_server, tmp_path):
     mask_path = tmp_path / "mask.png"
     Image.fromarray(mask).save(mask_path)
     result = client.predict(handle_file(str(mask_path)), api_name="/upload_mask")
-    assert "fitted to the image" in shown(result[NOTICE]) and result[ROWS][1]["meta"].startswith("mask")
+    assert "scaled to fit" in shown(result[NOTICE]) and result[ROWS][1]["meta"].startswith("mask")
     assert exported(client).regions[1].area == 60 * 60
     square = tmp_path / "square.png"
     Image.fromarray(np.full((50, 50), 255, np.uint8)).save(square)
-    assert "another shape" in _notice(client.predict(handle_file(str(square)), api_name="/upload_mask"))
+    assert "another aspect ratio" in _notice(client.predict(handle_file(str(square)), api_name="/upload_mask"))
 
 
 def test_stop_ends_the_answer_and_keeps_it(slow_app):

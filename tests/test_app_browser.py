@@ -23,11 +23,11 @@ from browser import (
     fit,
     launch,
     load,
-    needs_chromium,
     open_page,
     press,
     server_session,
     short_answers,
+    sync_api,
     to_page,
     unique_copy,
     view,
@@ -36,14 +36,13 @@ from PIL import Image
 
 from gar_app import export
 
-pytestmark = [pytest.mark.browser, needs_chromium]
+pytestmark = [pytest.mark.browser]
 
 
 @pytest.fixture(scope="module")
 def browser():
-    sync_api = pytest.importorskip("playwright.sync_api")
     ARTIFACTS.mkdir(exist_ok=True)
-    with sync_api.sync_playwright() as playwright:
+    with sync_api().sync_playwright() as playwright:
         chromium = launch(playwright)
         yield chromium
         chromium.close()

@@ -8,7 +8,7 @@ import time
 
 import gradio as gr
 import pytest
-from browser import ARTIFACTS, click_at, launch, load, needs_chromium, open_page, server_session, unique_copy
+from browser import ARTIFACTS, click_at, launch, load, open_page, server_session, sync_api, unique_copy
 from conftest import REPO, free_port
 from gradio_client import handle_file
 
@@ -87,12 +87,10 @@ def test_exports_replace_the_previous_ones(gar_app_server):
     assert gar_app_server.demo.delete_cache == app_module.EXPORT_CACHE
 
 
-@needs_chromium
 @pytest.mark.browser
 def test_closing_the_tab_frees_its_session(gar_app_server, tmp_path):
-    sync_api = pytest.importorskip("playwright.sync_api")
     ARTIFACTS.mkdir(exist_ok=True)
-    with sync_api.sync_playwright() as playwright:
+    with sync_api().sync_playwright() as playwright:
         browser = launch(playwright)
         page = open_page(browser, gar_app_server.url)
         cat = unique_copy("cat.jpg", tmp_path)

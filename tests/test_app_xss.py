@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from browser import ARTIFACTS, after, click_at, launch, load, needs_chromium, open_page, unique_copy
+from browser import ARTIFACTS, after, click_at, launch, load, open_page, sync_api, unique_copy
 
 from gar_app import export
 from gar_app.images import load_image
 from gar_app.regions import region_colour
 
-pytestmark = [pytest.mark.browser, needs_chromium]
+pytestmark = [pytest.mark.browser]
 
 PAYLOADS = [
     "${alert(document.domain)}",
@@ -28,9 +28,8 @@ NOTHING_RAN = "window.__xss === undefined && !document.querySelector('#gar-chat 
 
 @pytest.fixture(scope="module")
 def browser():
-    sync_api = pytest.importorskip("playwright.sync_api")
     ARTIFACTS.mkdir(exist_ok=True)
-    with sync_api.sync_playwright() as playwright:
+    with sync_api().sync_playwright() as playwright:
         chromium = launch(playwright)
         yield chromium
         chromium.close()

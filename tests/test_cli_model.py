@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 
@@ -27,35 +28,89 @@ def _json(out: str) -> dict:
     return json.loads(out.strip().splitlines()[-1])
 
 
-def test_describe_streams_text_and_json(capsys, tiny_gar_dir):
-    image = shared_data("seed_demo", "demo_image_1.png")
-    mask = shared_data("seed_demo", "demo_mask_1.png")
+@pytest.fixture(scope="module")
+def scene_files(tmp_path_factory, scene3):
+    """The rocket photo and three region masks as files (see conftest.scene3)."""
+    folder = tmp_path_factory.mktemp("scene")
+    image, masks = scene3
+    image.save(folder / "rocket.png")
+    paths = []
+    for k, mask in enumerate(masks):
+        paths.append(folder / f"mask{k}.png")
+        Image.fromarray(mask.astype(np.uint8) * 255).save(paths[-1])
+    return folder / "rocket.png", paths
+
+
+def test_describe_streams_text_and_json(capsys, tiny_gar_dir, scene_files):
+    image, (mask, *_others) = scene_files
     code, out, err = run_cli(capsys, "describe", "--image", image, "--mask", mask, "--model", tiny_gar_dir, *FAST)
     assert code == 0 and out.strip(), err
+    streamed = out.strip()
     code, out, err = run_cli(
         capsys, "describe", "--image", image, "--mask", mask, "--model", tiny_gar_dir, "--json", *FAST
     )
     assert code == 0, err
     doc = _json(out)
     truth = load_mask(mask, size=load_image(image).size)
-    assert doc["model"] == str(tiny_gar_dir) and doc["text"]
-    assert doc["regions"] == [{"tag": "<Prompt0>", "box": list(mask_box(truth)), "area": int(truth.sum())}]
+    assert doc["model"] == str(tiny_gar_dir) and doc["text"] == streamed
+    # the released single-region input: the region is <Prompt1>
+    assert doc["regions"] == [{"tag": "<Prompt1>", "box": list(mask_box(truth)), "area": int(truth.sum())}]
+    assert "tokens" not in doc
 
 
-def test_ask_multiple_choice_on_the_relationship_demo(capsys, tiny_gar_dir):
-    masks = [shared_data("seed_demo", f"demo_mask_3_{k}.png") for k in range(3)]
+def test_ask_multiple_choice_with_three_regions(capsys, tiny_gar_dir, scene_files):
+    image, masks = scene_files
     code, out, err = run_cli(
-        capsys, "ask", "--image", shared_data("seed_demo", "demo_image_3.png"), "--masks", *masks,
+        capsys, "ask", "--image", image, "--masks", *masks,
         "--question", "What is the relationship between <Prompt0>, <Prompt1>, and <Prompt2>?",
         "--choices", "A. <Prompt0> is using <Prompt2> to point at <Prompt1>", "B. <Prompt0> has hit <Prompt1>",
         "--model", tiny_gar_dir, "--json", *FAST,
-    )
+    )  # fmt: skip
     assert code == 0, err
     doc = _json(out)
     assert [r["tag"] for r in doc["regions"]] == ["<Prompt0>", "<Prompt1>", "<Prompt2>"]
     for region, path in zip(doc["regions"], masks, strict=True):
         assert region["box"] == list(mask_box(np.asarray(Image.open(path).convert("L")) > 0))
-    assert doc["question"].startswith("Question: What is the relationship") and "Answer with the correct" in doc["question"]
+    assert doc["question"] == (
+        "Question: What is the relationship between <Prompt0>, <Prompt1>, and <Prompt2>?\nOptions:\n"
+        "A. <Prompt0> is using <Prompt2> to point at <Prompt1>\nB. <Prompt0> has hit <Prompt1>\n"
+        "Answer with the correct option's letter directly."
+    )
+
+
+@pytest.mark.parametrize("command", ["describe", "ask"])
+def test_logprobs_in_the_json_document(capsys, tiny_gar_dir, scene_files, command):
+    image, masks = scene_files
+    region = ["--mask", masks[0]] if command == "describe" else ["--masks", *masks, "--question", "<Prompt2>?"]
+    code, out, err = run_cli(
+        capsys, command, "--image", image, *region, "--model", tiny_gar_dir, "--json", "--logprobs", "3", *FAST
+    )
+    assert code == 0, err
+    doc = _json(out)
+    tokens = doc["tokens"]
+    assert 1 <= len(tokens) <= 8
+    spelled = "".join(t["text"] for t in tokens)  # control tokens included; the answer hides them
+    assert re.sub(r"<\|[a-z_0-9]+\|>", "", spelled).strip() == doc["text"]
+    for token in tokens:
+        assert set(token) == {"id", "text", "logprob", "top"}
+        assert [set(t) for t in token["top"]] == [{"id", "text", "logprob"}] * 3
+        values = [t["logprob"] for t in token["top"]]
+        assert values == sorted(values, reverse=True) and values[0] <= 0
+        assert token["top"][0]["id"] == token["id"] and token["top"][0]["logprob"] == token["logprob"]
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--json", "--logprobs", "0"], "--logprobs must be between 1 and 20, not 0"),
+        (["--json", "--logprobs", "21"], "--logprobs must be between 1 and 20, not 21"),
+        (["--logprobs", "5"], "--logprobs needs --json"),
+    ],
+)
+def test_logprobs_out_of_range_is_one_clear_line(capsys, tiny_gar_dir, scene_files, extra, message):
+    image, masks = scene_files
+    code, _out, err = run_cli(capsys, "describe", "--image", image, "--mask", masks[0], "--model", tiny_gar_dir, *extra)
+    assert code == 2 and f"gar-app: error: {message}" in err and "Traceback" not in err
 
 
 @pytest.mark.parametrize("split", ["vqa", "simple", "detailed"])

@@ -1,4 +1,5 @@
-"""``gar-app describe`` from SAM prompts: segment, save the overlay, describe."""
+"""``gar-app describe`` from SAM prompts: segment, save the overlay, describe (on the project's
+own rocket photo, 640x427)."""
 
 from __future__ import annotations
 
@@ -6,14 +7,15 @@ import json
 
 import numpy as np
 import pytest
-from conftest import shared_data
+from conftest import EXAMPLES
 from PIL import Image
 
 from gar_app.cli import main
 from gar_app.regions import REGION_COLOURS, hex_to_rgb
 
 FAST = ["--max-new-tokens", "6", "--device", "cpu"]
-DEMO_BOX = "[800, 500, 1800, 1000]"
+ROCKET = EXAMPLES / "rocket.jpg"
+ROCKET_BOX = "[290, 120, 360, 410]"
 
 
 @pytest.fixture(autouse=True)
@@ -29,10 +31,9 @@ def _run(capsys, *argv):
 
 
 def test_box_without_sam_uses_the_fallback_and_says_so(capsys, tmp_path, tiny_gar_dir):
-    image = shared_data("seed_demo", "demo_image_2.jpg")
     overlay = tmp_path / "vis.png"
     code, out, err = _run(
-        capsys, "describe", "--image", image, "--box", DEMO_BOX, "--output-image", overlay,
+        capsys, "describe", "--image", ROCKET, "--box", ROCKET_BOX, "--output-image", overlay,
         "--model", tiny_gar_dir, "--json", *FAST,
     )
     assert code == 0, err
@@ -40,21 +41,21 @@ def test_box_without_sam_uses_the_fallback_and_says_so(capsys, tmp_path, tiny_ga
     doc = json.loads(out.strip().splitlines()[-1])
     assert doc["segmenter"].startswith("GrabCut fallback")
     x1, y1, x2, y2 = doc["regions"][0]["box"]
-    assert 800 <= x1 <= x2 <= 1800 and 500 <= y1 <= y2 <= 1000, "the mask stays inside the box"
+    assert 290 <= x1 <= x2 <= 360 and 120 <= y1 <= y2 <= 410, "the mask stays inside the box"
     drawn = np.asarray(Image.open(overlay).convert("RGB"))
-    original = np.asarray(Image.open(image).convert("RGB"))
+    original = np.asarray(Image.open(ROCKET).convert("RGB"))
     assert drawn.shape == original.shape
     changed = np.any(drawn != original, axis=-1)
-    assert changed[500:1001, 800:1801].mean() > 0.05 and not changed[:400, :700].any()
-    red = np.array(hex_to_rgb(REGION_COLOURS[0]))
+    assert changed[120:411, 290:361].mean() > 0.05 and not changed[:100, :250].any()
+    assert doc["regions"][0]["tag"] == "<Prompt1>"  # the released single-region input
+    green = np.array(hex_to_rgb(REGION_COLOURS[1]))
     tinted = drawn[changed].astype(int) - original[changed].astype(int)
-    assert (tinted[:, 0] > 0).mean() > 0.5 and red[0] == 255  # <Prompt0> is drawn in red
+    assert (tinted[:, 1] > 0).mean() > 0.5 and green[1] == 255  # drawn in <Prompt1>'s green
 
 
 def test_points_with_tiny_sam(capsys, tmp_path, tiny_gar_dir, tiny_sam_path):
-    image = shared_data("seed_demo", "demo_image_2.jpg")
     code, out, err = _run(
-        capsys, "describe", "--image", image, "--points", "[[1172, 812], [1572, 800]]", "--labels", "[1, 1]",
+        capsys, "describe", "--image", ROCKET, "--points", "[[320, 250], [322, 350]]", "--labels", "[1, 1]",
         "--sam", tiny_sam_path, "--model", tiny_gar_dir, "--json", *FAST,
     )
     assert code == 0, err
@@ -75,8 +76,7 @@ def test_points_with_tiny_sam(capsys, tmp_path, tiny_gar_dir, tiny_sam_path):
     ],
 )
 def test_bad_sam_prompts_are_one_clear_line(capsys, tiny_gar_dir, argv, message):
-    image = shared_data("seed_demo", "demo_image_3.png")
-    code, _out, err = _run(capsys, "describe", "--image", image, *argv, "--model", tiny_gar_dir, *FAST)
+    code, _out, err = _run(capsys, "describe", "--image", ROCKET, *argv, "--model", tiny_gar_dir, *FAST)
     assert code == 2, err
     assert message in err and "Traceback" not in err
 

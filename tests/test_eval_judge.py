@@ -280,6 +280,7 @@ def test_cli_scores_judged_items_and_reports_errors_and_unsupported(
         simple("s2", "no"),
         simple("s3", "FAIL500"),
         dict(unsupported, unsupported="needs 9 regions, model supports 5"),
+        simple("s1", "<Prompt1> is on <Prompt0>."),  # repeated: judged and counted once
     ]
     preds.write_text(json.dumps(records))
     argv = ["eval", "score", "simple", str(preds), "--judge-url", judge.url, "--judge-model", "fake-judge"]
@@ -291,6 +292,7 @@ def test_cli_scores_judged_items_and_reports_errors_and_unsupported(
     assert [e["item"] for e in result["judge_errors"]] == ["s3"]
     assert result["verdicts"] == {"s1": True, "s2": False}
     assert result["unsupported"] == [{"item": "s9", "reason": "needs 9 regions, model supports 5"}]
+    assert result["duplicates"] == ["s1"] and len(judge.requests) == 4  # s1, s2, s3 twice (one retry)
     assert eval_cli(argv) == 0
     text = capsys.readouterr().out
     assert "judge errors: 1" in text and "s3: HTTP 500" in text and "unsupported: 1" in text

@@ -107,3 +107,55 @@ def test_gar_app_main_prints_one_error_line(tmp_path, capsys):
 
     assert main(["eval", "score", "vqa", str(tmp_path / "missing.json")]) == 2
     assert capsys.readouterr().err.strip().count("\n") == 0
+
+
+def _write(tmp_path, records) -> str:
+    path = tmp_path / "preds.json"
+    path.write_text(json.dumps(records))
+    return str(path)
+
+
+def test_a_repeated_record_is_counted_once_and_listed(tmp_path, capsys):
+    q1, q2 = record("A", "A", id="q1"), record("B", "A", id="q2", image_path="/run1/x.png")
+    again = {**q2, "image_path": "/run2/x.png"}  # the same item from a second run's file: same prediction
+    path = _write(tmp_path, [q1, q2, again, q1])
+    assert eval_cli(["eval", "score", "vqa", path, "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["overall"] == {"correct": 1, "total": 2, "accuracy": 50.0}
+    assert result["duplicates"] == ["q2", "q1"]
+    assert eval_cli(["eval", "score", "vqa", path]) == 0
+    table = capsys.readouterr().out
+    assert table.splitlines()[-2].split() == ["overall", "1", "2", "50.0"]
+    assert table.splitlines()[-1] == "duplicates: 2 records repeat an earlier one and were counted once: q2, q1"
+
+
+def test_records_named_by_index_are_deduplicated_too():
+    score = score_vqa([record("A", "A", index=0), record("A", "A", index=0), record("A", "A", index=1)])
+    assert score.overall.total == 2 and score.duplicates == ["0"]
+    assert score_vqa([record("A", "A", id=0), record("A", "A", index=0)]).overall.total == 2, "id 0 is not index 0"
+
+
+@pytest.mark.parametrize("change", [{"model_output": "B"}, {"answer": "B"}, {"type": "shape"}])
+def test_the_same_item_with_another_prediction_is_refused(tmp_path, change):
+    first = record("A", "A", id="q1")
+    with pytest.raises(InputError, match="item q1 appears twice with different predictions or references"):
+        eval_cli(["eval", "score", "vqa", _write(tmp_path, [first, {**first, **change}])])
+
+
+@pytest.mark.parametrize(
+    ("records", "message"),
+    [
+        ([], "nothing to score: 0 records and no model_output"),
+        ([{"id": "q", "answer": "A", "type": "color", "unsupported": "needs 9 regions"}],
+         r"nothing to score: 1 records and no model_output \(1 unsupported\)"),
+    ],
+)
+def test_nothing_to_score_is_an_error_not_zero_of_zero(tmp_path, capsys, records, message):
+    from gar_app.cli import main
+
+    path = _write(tmp_path, records)
+    with pytest.raises(InputError, match=message):
+        eval_cli(["eval", "score", "vqa", path])
+    assert main(["eval", "score", "vqa", path]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("gar-app: error: nothing to score") and err.count("\n") == 1

@@ -6,10 +6,10 @@ import copy
 import hashlib
 import json
 from datetime import datetime
-from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import shared_data
 from PIL import Image
 from pycocotools import mask as mask_utils
 
@@ -22,18 +22,17 @@ from gar_app.export import (
     Turn,
     VideoFrame,
     _counts_from_text,
+    check_image,
     from_json,
     image_info,
-    image_matches,
     mask_to_rle,
+    read_document,
     rle_to_mask,
     to_json,
     to_training_records,
     utc_now,
 )
 from gar_app.tags import tags_in
-
-GARBENCH = Path(__file__).resolve().parents[2] / "shared" / "data" / "garbench"
 
 
 def _runs(mask: np.ndarray) -> list[int]:
@@ -93,9 +92,7 @@ def test_bad_rle_is_refused(rle, message):
 
 
 def test_garbench_rles_decode_like_pycocotools():
-    if not GARBENCH.is_dir():
-        pytest.skip(f"shared GARBench sample not found at {GARBENCH}")
-    items = json.loads((GARBENCH / "vqa_sample.json").read_text())
+    items = json.loads(shared_data("garbench", "vqa_sample.json").read_text())
     rles = [rle for item in items for rle in item["mask_rles"]]
     assert rles
     for rle in rles:
@@ -251,12 +248,50 @@ def test_image_identity(tmp_path):
     pixels = image_info(Image.fromarray(rgb), name="frame")
     assert (pixels.name, pixels.sha256_of) == ("frame", "pixels")
     assert pixels.sha256 == hashlib.sha256(rgb.tobytes()).hexdigest()
-    assert image_matches(info, path) and image_matches(pixels, rgb) and image_matches(pixels, path)
+
+
+def _identities(tmp_path, name: str, rgb: np.ndarray) -> tuple[ImageInfo, ImageInfo, Image.Image]:
+    """The file and the pixel identity of one picture saved as PNG, and the picture."""
+    path = tmp_path / name
+    Image.fromarray(rgb).save(path)
+    return image_info(path), image_info(Image.fromarray(rgb), name=name), Image.fromarray(rgb)
+
+
+def test_an_import_is_checked_against_the_loaded_image_by_file_and_by_pixels(tmp_path):
+    rgb = np.random.default_rng(1).integers(0, 256, (6, 9, 3), dtype=np.uint8)
     other = rgb.copy()
-    other[0, 0, 0] ^= 1
-    assert not image_matches(pixels, other)
-    Image.fromarray(other).save(path)
-    assert not image_matches(info, path)
+    other[5, 8, 2] ^= 1  # one bit of one pixel: same size
+    (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
+    as_file, as_pixels, image = _identities(tmp_path / "a", "photo.png", rgb)
+    other_file, other_pixels, other_image = _identities(tmp_path / "b", "other.png", other)
+
+    for document, loaded in [(as_file, as_file), (as_pixels, as_pixels), (as_pixels, as_file)]:
+        check_image(document, loaded, image)  # the same picture: no complaint
+
+    with pytest.raises(InputError, match=r"annotates photo.png \(9x6\); the loaded image other.png has that size "
+                                         r"but its file differs"):
+        check_image(as_file, other_file, other_image)
+    with pytest.raises(InputError, match="its pixels differ"):
+        check_image(as_pixels, other_pixels, other_image)
+    with pytest.raises(InputError, match="its pixels differ"):
+        check_image(as_pixels, other_file, other_image)  # a file-loaded image is hashed by its pixels too
+    with pytest.raises(InputError, match="identifies it by its file, but the loaded image did not come from a "
+                                         "file; open photo.png itself"):
+        check_image(as_file, as_pixels, image)  # cannot be checked: refused, even for the very same pixels
+    small = image_info(Image.fromarray(rgb[:5]), name="small")
+    with pytest.raises(InputError, match=r"annotates photo.png \(9x6\), not the loaded 9x5 image"):
+        check_image(as_file, small, image)
+
+
+def test_a_number_too_long_for_python_is_a_clear_error():
+    text = to_json(_document())
+    assert '"width": 53' in text
+    with pytest.raises(InputError, match="not a valid GAR App export: it holds a number with 5000 digits"):
+        from_json(text.replace('"width": 53', '"width": ' + "5" * 5000))
+    with pytest.raises(InputError, match="a number with 31 digits"):
+        from_json(text.replace('"width": 53', '"width": -' + "5" * 31))
+    with pytest.raises(InputError, match="image size 55555555555555555555555555555x37 is empty or larger"):
+        from_json(text.replace('"width": 53', '"width": ' + "5" * 29))  # within the digits: other checks answer
 
 
 def test_training_record():
@@ -289,3 +324,12 @@ def test_training_record_from_captions_only():
     assert [c["from"] for c in record["conversations"]] == ["human", "gpt"] * 2
     doc.regions = [r for r in doc.regions if not r.caption or not r.mask.any()]
     assert to_training_records(doc) == []
+
+
+def test_an_import_file_over_the_size_limit_is_not_read(tmp_path, monkeypatch):
+    path = tmp_path / "session.gar.json"
+    path.write_text(to_json(_document()))
+    assert read_document(path).image.width == 53
+    monkeypatch.setenv("GAR_APP_MAX_FILE_MB", str(path.stat().st_size / 2**20 / 2))
+    with pytest.raises(InputError, match=r"the file session.gar.json is 0.0 MB, more than the .* MB this app reads"):
+        read_document(path)

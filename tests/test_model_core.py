@@ -1,4 +1,7 @@
-"""The GAR network on the tiny checkpoint: feature replay, vision features, streaming, sessions."""
+"""The GAR network on the tiny checkpoint: feature replay, vision features, streaming, sessions.
+
+Every input is the project's own: example photos from assets/ and regions made in the test.
+"""
 
 from __future__ import annotations
 
@@ -7,12 +10,11 @@ import threading
 import numpy as np
 import pytest
 import torch
-from conftest import shared_data
+from conftest import ellipse, example_scene
 from torchvision.ops import roi_align
 from transformers import PerceptionLMForConditionalGeneration
 
 from gar_app.errors import InputError
-from gar_app.images import load_image, load_mask
 from gar_app.model import GenerationSettings
 from gar_app.model.processing import question_prompt
 
@@ -20,11 +22,9 @@ SHORT = GenerationSettings(max_new_tokens=12)
 
 
 @pytest.fixture(scope="module")
-def demo3():
-    """The relationship demo: one image and three region masks."""
-    image = load_image(shared_data("seed_demo", "demo_image_3.png"))
-    masks = [load_mask(shared_data("seed_demo", f"demo_mask_3_{k}.png"), size=image.size) for k in range(3)]
-    return image, masks
+def demo3(scene3):
+    """One image and three regions (see conftest.scene3)."""
+    return scene3
 
 
 def _stitch(tiles: torch.Tensor, cols: int, rows: int) -> torch.Tensor:
@@ -69,6 +69,52 @@ def test_replayed_features_land_exactly_in_placeholder_runs(tiny_gar, demo3):
         others &= ids[0] != model.config.crop_tokens_ids[k]
     plain = model.mllm.get_input_embeddings()(ids)[0]
     assert torch.equal(embeds[others], plain[others])
+
+
+@pytest.mark.parametrize("grid", [(2, 1), (1, 3), (3, 2), (2, 3)])
+def test_tiles_are_stitched_row_major(tiny_gar, grid):
+    """The feature map puts tile r * cols + c (after the thumbnail) at row r, column c."""
+    cols, rows = grid
+    features = torch.randn(1 + cols * rows, 256, 8)
+    assert torch.equal(tiny_gar.model.feature_map(features, grid), _stitch(features[1:], cols, rows))
+
+
+# Crops of the example photos that the tiny checkpoint (4 tiles at most) tiles 2x1 and 1x3, each
+# with an off-centre region placed where the twice-scaled RoI (see replay_region) is not
+# clamped to the map's border along the grid's long side, so x and y cannot be confused.
+NON_SQUARE = [
+    pytest.param("coffee.jpg", (0, 50, 600, 350), (2, 1), ((0.62, 0.08), (0.9, 0.3)), id="2x1"),
+    pytest.param("astronaut.jpg", (300, 30, 450, 480), (1, 3), ((0.15, 0.45), (0.6, 0.85)), id="1x3"),
+]
+
+
+@pytest.mark.parametrize(("name", "crop", "grid", "corners"), NON_SQUARE)
+def test_stitching_and_replay_on_non_square_grids(tiny_gar, name, crop, grid, corners):
+    image = example_scene(name, crop)
+    width, height = image.size
+    (u1, v1), (u2, v2) = corners
+    centre = ((u1 + u2) / 2 * width, (v1 + v2) / 2 * height)
+    mask = ellipse(image.size, centre, ((u2 - u1) / 2 * width, (v2 - v1) / 2 * height))
+    model, processor = tiny_gar.model, tiny_gar.processor
+    inputs = processor.image_inputs(image, {1: mask})
+    assert inputs.grid == grid
+    features = model.encode_image(inputs.pixel_values, inputs.prompt_values)
+    cols, rows = grid
+    big = _stitch(features[1:].float(), cols, rows)
+    assert big.shape[-2:] == (16 * rows, 16 * cols)
+    assert torch.equal(model.feature_map(features, inputs.grid), big)
+
+    ys, xs = np.nonzero(mask)
+    box = (xs.min() / width, ys.min() / height, xs.max() / width, ys.max() / height)
+    map_h, map_w = big.shape[-2:]
+    roi = torch.tensor([[0, box[0] * map_w, box[1] * map_h, box[2] * map_w, box[3] * map_h]], dtype=torch.float32)
+    expected = roi_align(big, roi, (16, 16), spatial_scale=1 / 28, sampling_ratio=2, aligned=True)
+    expected = expected[0].permute(1, 2, 0).reshape(256, -1)
+    replayed = model.replay_region(model.feature_map(features, inputs.grid), box)
+    assert torch.allclose(replayed, expected, atol=1e-6)
+    transposed = roi_align(big, roi[:, [0, 2, 1, 4, 3]], (16, 16), 1 / 28, sampling_ratio=2, aligned=True)
+    gap = (expected - transposed[0].permute(1, 2, 0).reshape(256, -1)).abs().max()
+    assert gap > 100 * 1e-6, "the region must tell x from y on this grid, well above the tolerance"
 
 
 def test_region_map_changes_vision_features_only_where_asked(tiny_gar, demo3):

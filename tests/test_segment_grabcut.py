@@ -7,13 +7,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from conftest import shared_data
 from PIL import Image
 
 from gar_app.errors import CheckpointError, InputError
 from gar_app.images import mask_box
 from gar_app.segment import GrabCutSegmenter, check_prompt, load_segmenter
-
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
 def iou(a: np.ndarray, b: np.ndarray) -> float:
@@ -136,9 +135,7 @@ def test_stroke_mask_scribble_is_accepted(synthetic):
 
 
 def test_box_mask_stays_inside_box_on_demo_image():
-    path = SHARED / "seed_demo" / "demo_image_2.jpg"
-    if not path.exists():
-        pytest.skip(f"shared test data missing: {path}")
+    path = shared_data("seed_demo", "demo_image_2.jpg")
     segmenter = GrabCutSegmenter()
     segmenter.set_image(path)
     box = [800, 510, 1790, 990]  # around the running dog
@@ -285,7 +282,6 @@ def test_a_named_checkpoint_that_is_missing_is_an_error(monkeypatch, tmp_path):
 def test_a_box_cut_that_collapses_returns_the_box():
     """A box over flag and suit on the astronaut photo: GrabCut alone keeps ~100 pixels of the
     box's 33,000, a speck nobody can use; the box itself is the honest answer (score 0)."""
-    from pathlib import Path
 
     from gar_app.segment import GrabCutSegmenter
 

@@ -257,3 +257,19 @@ def test_bad_prompts_are_input_errors(sam):
         sam.segment(scribble=[[-50, -50], [-10, -20]])
     with pytest.raises(InputError, match="no prompt"):
         sam.segment()
+
+
+def test_half_precision_encoder_gives_nearly_the_same_masks(tiny_path):
+    """bfloat16 for the image encoder (the default on CUDA) only; the masks barely move."""
+    full = load_segmenter(tiny_path, device="cpu")
+    half = SamSegmenter(full.model, half=True)
+    assert not full.half and half.half
+    image = picture()
+    for segmenter in (full, half):
+        segmenter.set_image(image)
+    assert half._current.features.dtype == torch.float32  # the decoder still works in float32
+    assert not torch.equal(half._current.features, full._current.features)  # bfloat16 really ran
+    for prompt in ({"points": [[100, 120]]}, {"box": [40, 30, 200, 180]}):
+        a, b = full.segment(**prompt).mask, half.segment(**prompt).mask
+        assert a.dtype == b.dtype == bool and a.shape == b.shape == image.shape[:2]
+        assert (a & b).sum() / max(1, (a | b).sum()) > 0.9

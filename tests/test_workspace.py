@@ -67,8 +67,8 @@ def test_an_uploaded_mask_of_the_same_shape_is_fitted_and_another_shape_refused(
     half[12:35, 50:73] = 255
     region, note = ws.add_mask(Image.fromarray(half))
     assert region.mask.shape == (100, 160) and region.mask[45, 120] and not region.mask[10, 10]
-    assert note == "The mask was 80x50; it was fitted to the image's 160x100."
-    with pytest.raises(InputError, match="80x80 but the image is 160x100, another shape"):
+    assert note == "the mask is 80x50, the image 160x100: scaled to fit (same aspect ratio)"
+    with pytest.raises(InputError, match="80x80 but the image is 160x100: another aspect ratio"):
         ws.add_mask(Image.fromarray(np.full((80, 80), 255, np.uint8)))
     _same, note = ws.add_mask(Image.fromarray(np.pad(half, ((25, 25), (40, 40)))))
     assert note is None
@@ -215,6 +215,19 @@ def test_unsaved_work_is_known_until_exported(ws):
     assert not ws.unsaved
     ws.marking.set_caption(0, "changed")
     assert ws.unsaved
+
+
+def test_restore_checks_a_document_that_names_its_image_by_file(ws, tmp_path):
+    """Such a document was restored onto any image of its size; now the hash is checked too."""
+    ws.marking.add_point(45, 50)
+    document = ws.document()
+    scene().save(tmp_path / "scene.png")
+    document.image = export.image_info(tmp_path / "scene.png")
+    assert document.image.sha256_of == "file"
+    ws.set_image(Image.new("RGB", (160, 100), (0, 0, 0)), name="black.png")
+    with pytest.raises(InputError, match="this file annotates scene.png .*open scene.png itself"):
+        ws.restore(document)
+    assert len(ws.regions) == 0
 
 
 def test_annotation_mode_without_a_model():

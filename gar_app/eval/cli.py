@@ -12,6 +12,7 @@ import os
 import sys
 from pathlib import Path
 
+from gar_app.commands import DTYPES
 from gar_app.errors import GarAppError, InputError
 from gar_app.eval import scoring
 from gar_app.eval.garbench import (
@@ -24,9 +25,8 @@ from gar_app.eval.garbench import (
     remaining,
     run_split,
 )
-from gar_app.eval.judge import JudgeClient, judge_records
-
-DEFAULT_MODEL = "HaochenWang/GAR-1B"
+from gar_app.eval.judge import JudgeClient, check_url, judge_records
+from gar_app.model import DEFAULT_MODEL
 
 
 def add_eval(commands: argparse._SubParsersAction) -> None:
@@ -55,7 +55,7 @@ def add_eval(commands: argparse._SubParsersAction) -> None:
     )
     run.add_argument("--model", default=DEFAULT_MODEL, metavar="ID_OR_DIR", help=f"default: {DEFAULT_MODEL}")
     run.add_argument("--device", help="torch device (default: the model loader's choice)")
-    run.add_argument("--dtype", help="torch dtype, e.g. bfloat16 (default: the model loader's choice)")
+    run.add_argument("--dtype", choices=DTYPES, help="weights dtype (default: the model loader's choice)")
     run.add_argument(
         "--max-new-tokens", type=int, metavar="N", help="answer length limit (default: the paper's 1024)"
     )
@@ -157,19 +157,27 @@ def format_run_report(report: RunReport, split: str, out: Path) -> str:
 
 
 def score_command(args: argparse.Namespace) -> int:
+    client = None if args.split == "vqa" else _judge_client(args)  # option mistakes before any work
     records = read_json_list(args.predictions, "predictions")
-    if args.split == "vqa":
+    if client is None:
         result = scoring.score_vqa(records)
         print(json.dumps(scoring.vqa_json(result)) if args.json else scoring.format_vqa(result))
         return 0
-    caption = _judge(args, scoring.scorable(records, args.split))
+    found = scoring.scorable(records, args.split)
+    verdicts, errors = judge_records(
+        found.records, args.split, client, images_dir=args.images, progress=not args.no_progress
+    )
+    caption = scoring.CaptionScore(
+        args.split, args.judge_model, verdicts, errors, found.unsupported, found.duplicates
+    )
     print(json.dumps(scoring.caption_json(caption)) if args.json else scoring.format_caption(caption))
     return 0
 
 
-def _judge(args: argparse.Namespace, found: scoring.Scorable) -> scoring.CaptionScore:
+def _judge_client(args: argparse.Namespace) -> JudgeClient:
     if not args.judge_url or not args.judge_model:
         raise InputError(f"scoring {args.split} needs an LLM judge: pass --judge-url and --judge-model")
+    check_url(args.judge_url)
     if args.judge_attempts < 1 or args.judge_timeout <= 0 or args.judge_backoff < 0:
         raise InputError(
             "--judge-attempts must be at least 1, --judge-timeout positive, --judge-backoff not negative"
@@ -178,7 +186,7 @@ def _judge(args: argparse.Namespace, found: scoring.Scorable) -> scoring.Caption
     api_key = os.environ.get(key_env)
     if args.judge_key_env and not api_key:
         raise InputError(f"environment variable {key_env} (from --judge-key-env) is not set")
-    client = JudgeClient(
+    return JudgeClient(
         args.judge_url,
         args.judge_model,
         api_key=api_key,
@@ -186,7 +194,3 @@ def _judge(args: argparse.Namespace, found: scoring.Scorable) -> scoring.Caption
         attempts=args.judge_attempts,
         backoff=args.judge_backoff,
     )
-    verdicts, errors = judge_records(
-        found.records, args.split, client, images_dir=args.images, progress=not args.no_progress
-    )
-    return scoring.CaptionScore(args.split, args.judge_model, verdicts, errors, found.unsupported)

@@ -26,7 +26,7 @@ from tqdm import tqdm
 from gar_app.errors import InputError
 from gar_app.export import rle_to_mask
 from gar_app.images import load_image
-from gar_app.tags import find_tags
+from gar_app.tags import find_tags, tag
 
 Item = dict[str, Any]
 Key = tuple[str, Any]
@@ -94,7 +94,7 @@ def load_items(path: str | os.PathLike, split: str) -> list[Item]:
             raise InputError(f"{name}: mask_rles must be a non-empty list of COCO RLE objects")
         highest = max(find_tags(_text(item)), default=-1)
         if highest >= len(rles):
-            raise InputError(f"{name} mentions <Prompt{highest}> but has only {len(rles)} masks")
+            raise InputError(f"{name} mentions {tag(highest)} but has only {len(rles)} masks")
     return items
 
 

@@ -30,6 +30,7 @@ from tqdm import tqdm
 from gar_app.errors import GarAppError, InputError
 from gar_app.eval.garbench import decode_masks, resolve_image
 from gar_app.images import load_image, mask_box
+from gar_app.tags import tag
 
 SYSTEM_PROMPT = (
     "You grade answers of a region-understanding model. Regions of an image are named <Prompt0>, "
@@ -56,6 +57,17 @@ MAX_SIDE = 768
 
 class JudgeError(Exception):
     """One item's judge call failed (after retries); the item gets no verdict."""
+
+
+def check_url(url: str) -> None:
+    """Refuse a judge URL that is not ``http(s)://host[...]`` before any request is tried."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+        parts.port  # noqa: B018 -- raises ValueError on a port that is not a number
+    except ValueError:
+        parts = None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+        raise InputError(f"--judge-url must be an http:// or https:// URL such as http://localhost:8000/v1, not {url!r}")
 
 
 def endpoint(url: str) -> str:
@@ -104,8 +116,8 @@ def build_messages(
     content: list[dict[str, Any]] = [{"type": "text", "text": "The image:"}, _image_part(image)]
     for number, mask in enumerate(masks):
         crop, view = region_views(image, mask)
-        content += [{"type": "text", "text": f"<Prompt{number}> crop:"}, _image_part(crop)]
-        content += [{"type": "text", "text": f"<Prompt{number}> mask view:"}, _image_part(view)]
+        content += [{"type": "text", "text": f"{tag(number)} crop:"}, _image_part(crop)]
+        content += [{"type": "text", "text": f"{tag(number)} mask view:"}, _image_part(view)]
     content.append({"type": "text", "text": template.format(model_output=record["model_output"], **fields)})
     return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": content}]
 

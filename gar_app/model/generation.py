@@ -107,13 +107,18 @@ class TextStream:
     """Incremental detokenisation whose pieces join to exactly the final, stripped answer.
 
     Text is held back while it ends in an incomplete UTF-8 sequence or in whitespace (the
-    final answer is stripped), so a streamed piece is never taken back.
+    final answer is stripped), so a streamed piece is never taken back. Each token decodes
+    only a short window of tokens (the ones since the last complete character), so a long
+    answer costs the same per token as a short one.
     """
 
     def __init__(self, decode: Callable[[Sequence[int]], str]):
         self._decode = decode
         self.tokens: list[int] = []
-        self._sent = 0
+        self._window = 0  # tokens[_window:_read] decode to the end of _raw
+        self._read = 0
+        self._raw = ""  # the text of tokens[:_read], complete characters only
+        self._sent = 0  # characters of the stripped answer already streamed
 
     @property
     def text(self) -> str:
@@ -121,9 +126,13 @@ class TextStream:
 
     def push(self, token: int) -> str:
         self.tokens.append(token)
-        text = self._decode(self.tokens).lstrip()
-        if text.endswith("\ufffd"):
+        known = self._decode(self.tokens[self._window : self._read])
+        latest = self._decode(self.tokens[self._window :])
+        if latest.endswith("\ufffd") or len(latest) <= len(known):
             return ""
+        self._raw += latest[len(known) :]
+        self._window, self._read = self._read, len(self.tokens)
+        text = self._raw.lstrip()
         ready = len(text.rstrip())
         if ready <= self._sent:
             return ""

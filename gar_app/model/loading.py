@@ -22,15 +22,16 @@ from PIL import Image
 from safetensors import safe_open
 from transformers.initialization import no_init_weights
 
-from gar_app.errors import CheckpointError
+from gar_app.errors import CheckpointError, InputError
 from gar_app.images import load_image
+from gar_app.model import DEFAULT_MODEL
 from gar_app.model.configuration import GarConfig
+from gar_app.model.decoding import StaticDecoder, resolve_decode
 from gar_app.model.generation import GenerationSettings
 from gar_app.model.modeling import GarForConditionalGeneration
-from gar_app.model.processing import GarProcessor
+from gar_app.model.processing import SINGLE_REGION_INDEX, GarProcessor
 from gar_app.model.session import ChatSession
 
-DEFAULT_MODEL = "HaochenWang/GAR-1B"
 _HUB_FILES = ["*.json", "*.safetensors", "*.jinja", "*.model", "*.txt"]
 
 
@@ -139,11 +140,45 @@ def _default_dtype(dtype: torch.dtype):
 class Gar:
     """A loaded GAR: the network, its processor, and a lock that serialises model calls."""
 
-    def __init__(self, model: GarForConditionalGeneration, processor: GarProcessor, model_id: str):
+    def __init__(
+        self, model: GarForConditionalGeneration, processor: GarProcessor, model_id: str, decode: str = "auto"
+    ):
         self.model = model
         self.processor = processor
         self.model_id = model_id
         self.lock = threading.RLock()
+        self._decoder: StaticDecoder | None = None
+        self.decode = "eager"
+        self.set_decode(decode)
+
+    def set_decode(self, mode: str, capacity: int | None = None) -> float:
+        """Choose how answers are decoded: ``eager`` (transformers' forward per token) or
+        ``static`` (a static KV workspace, CUDA graphs on CUDA); ``auto`` picks static on CUDA.
+
+        Switching to static allocates the workspace and captures its graphs now, so no answer
+        ever waits for it; returns the seconds that took.
+        """
+        mode = resolve_decode(mode, self.device)
+        with self.lock:
+            self.decode = mode
+            if mode == "eager":
+                self._decoder = None
+                return 0.0
+            if self._decoder is None or (capacity and capacity != self._decoder.capacity):
+                self._decoder = StaticDecoder(self.model, capacity)
+            return self._decoder.warm_up()
+
+    def static_decoder(self, length: int) -> StaticDecoder | None:
+        """The static decoder when it is on and a conversation of ``length`` tokens fits it."""
+        decoder = self._decoder
+        if self.decode != "static" or decoder is None or not decoder.fits(length):
+            return None
+        return decoder
+
+    def forget_cache(self, cache) -> None:
+        if self._decoder is not None and cache is not None:
+            with self.lock:
+                self._decoder.forget(cache)
 
     @property
     def config(self) -> GarConfig:
@@ -166,6 +201,11 @@ class Gar:
         """A conversation about ``image`` where ``masks[k]`` is region ``<Promptk>``."""
         return ChatSession(self, load_image(image), masks, reuse_cache=reuse_cache)
 
+    def describe_chat(self, image: Image.Image | str | os.PathLike, mask: np.ndarray) -> ChatSession:
+        """A conversation about one region, set up as every released single-region path
+        does: the region is ``<Prompt1>``."""
+        return self.chat(image, {SINGLE_REGION_INDEX: mask})
+
     def describe(
         self,
         image: Image.Image | str | os.PathLike,
@@ -173,8 +213,8 @@ class Gar:
         settings: GenerationSettings | None = None,
         instruction: str | None = None,
     ) -> str:
-        """Caption one region (it becomes ``<Prompt0>``)."""
-        return self.chat(image, [mask]).describe(0, settings, instruction)
+        """Caption one region with exactly the released demo's input (see ``describe_chat``)."""
+        return self.describe_chat(image, mask).describe(None, settings, instruction)
 
 
 def load_gar(
@@ -182,14 +222,20 @@ def load_gar(
     device: str | None = None,
     dtype: torch.dtype | str | None = None,
     attn_implementation: str | None = None,
+    decode: str = "auto",
 ) -> Gar:
-    """Load a GAR checkpoint folder or Hub id (``HaochenWang/GAR-1B`` by default)."""
+    """Load a GAR checkpoint folder or Hub id (``HaochenWang/GAR-1B`` by default).
+
+    ``decode``: ``auto`` (static KV cache + CUDA graphs on CUDA, eager elsewhere), ``eager``
+    or ``static``; see ``Gar.set_decode``."""
     folder = resolve_checkpoint(model)
     device = device or default_device()
     if isinstance(dtype, str):
-        dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}.get(dtype) or getattr(
-            torch, dtype
-        )
+        name = dtype
+        dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}.get(name)
+        dtype = dtype or getattr(torch, name, None)
+        if not isinstance(dtype, torch.dtype):
+            raise InputError(f"unknown dtype {name!r}; use bf16, fp16 or fp32")
     dtype = dtype or default_dtype(device)
     try:
         config = GarConfig.from_pretrained(folder)
@@ -204,4 +250,4 @@ def load_gar(
     load_weights(network, folder)
     network.eval()
     processor = GarProcessor.from_pretrained(folder, config, tokens_per_tile=network.tokens_per_side**2)
-    return Gar(network, processor, model_id=str(model))
+    return Gar(network, processor, model_id=str(model), decode=decode)

@@ -83,27 +83,44 @@ class ChatSession:
     def ask(self, question: str, settings: GenerationSettings | None = None) -> str:
         return "".join(self.stream(question, settings))
 
-    def describe(self, index: int, settings: GenerationSettings | None = None, instruction: str | None = None) -> str:
+    def describe(
+        self, index: int | None = None, settings: GenerationSettings | None = None, instruction: str | None = None
+    ) -> str:
         return "".join(self.stream_describe(index, settings, instruction))
 
     def stream_describe(
         self,
-        index: int,
+        index: int | None = None,
         settings: GenerationSettings | None = None,
         instruction: str | None = None,
         stop: threading.Event | None = None,
     ) -> Iterator[str]:
-        """Describe one region. As a first turn this is GAR's single-region caption prompt."""
+        """Describe one region (``None``: the session's only region).
+
+        As the first turn this is the released single-region caption prompt (only this
+        region listed and in the map); later it is the training format's
+        ``<Promptk>: `` + run + instruction, the run only if the region is new.
+        """
+        index = self._only_region() if index is None else index
         instruction = (instruction or DESCRIBE_INSTRUCTION).strip()
+        shown = f"{tag(index)}: {instruction}"
         if self.turns:
-            question = instruction if tag(index) in instruction else f"{tag(index)}: {instruction}"
-            yield from self.stream(question, settings, stop)
+            yield from self.stream(shown, settings, stop)
             return
+        named = set(check_text(instruction)) - {index}
+        if named:
+            raise InputError(
+                f"a description is about {tag(index)} only; ask a question to bring in {tag(min(named))}"
+            )
         self._check_regions([index])
         processor = self.gar.processor
         prompt = describe_prompt(index, processor.region_run(index), processor.sanitise(instruction))
-        shown = f"{tag(index)}: {instruction}"
         yield from self._turn(shown, prompt, [index], settings, stop)
+
+    def _only_region(self) -> int:
+        if len(self.masks) != 1:
+            raise InputError(f"say which region to describe: this conversation has {len(self.masks)}")
+        return next(iter(self.masks))
 
     def stream(
         self, question: str, settings: GenerationSettings | None = None, stop: threading.Event | None = None
@@ -142,7 +159,8 @@ class ChatSession:
         self.masks[int(index)] = mask
 
     def _question_prompt(self, question: str) -> tuple[str, list[int]]:
-        """GAR's prompt for a question: the first turn lists the regions, later ones add new ones."""
+        """GAR's prompt for a question: the first turn lists the regions it names (the
+        released evaluation format), later ones bring the regions they name first."""
         question = question.strip()
         if not question:
             raise InputError("the question is empty")
@@ -221,11 +239,16 @@ class ChatSession:
         return processor.encode(processor.first_turn_text(prompt), self._image_inputs.num_tiles)
 
     def _encode_vision(self) -> None:
-        inputs = self._image_inputs
+        """Encode the image with its region map. The float32 tiles of both (about 87 MB each
+        at 36 tiles) are dropped once encoded and made again if a released cache needs them:
+        a conversation keeps only the feature map (in the model's dtype; RoI replay upcasts
+        it exactly) and its KV cache."""
+        inputs = self._image_inputs or self.gar.processor.image_inputs(self.image, self._map_regions)
+        self._image_inputs = None
         model = self.gar.model
         with self.gar.lock:
             self._features = model.encode_image(inputs.pixel_values, inputs.prompt_values)
-            self._feature_map = model.feature_map(self._features, inputs.grid)
+            self._feature_map = model.feature_map(self._features, inputs.grid).to(self._features.dtype)
         self.vision_encodings += 1
 
     def _boxes(self) -> dict[int, tuple[float, float, float, float]]:
@@ -235,8 +258,6 @@ class ChatSession:
         """Embeddings to feed before decoding: the new tokens, or everything when there is no
         cache to extend (``reuse_cache=False``, or the cache was released)."""
         rebuild = not first and (not self.reuse_cache or self._cache is None)
-        if rebuild and not self.reuse_cache:  # from scratch: tile the image again too
-            self._image_inputs = self.gar.processor.image_inputs(self.image, self._map_regions)
         if first or rebuild:
             self._encode_vision()
         if rebuild:
@@ -245,16 +266,23 @@ class ChatSession:
         else:
             ids = torch.tensor([self._pending + new_ids[0].tolist()], dtype=torch.long)
         self._pending = []
-        features = self._features if first or rebuild else None
+        features, self._features = self._features, None  # in the cache after this prefill
         with self.gar.lock:
             return self.gar.model.embed(ids, features, self._feature_map, self._boxes())
 
     def release_cache(self) -> None:
         """Free the KV cache and vision features (GPU memory); the next turn recomputes them."""
+        self.gar.forget_cache(self._cache)
         self._cache = None
+        self._image_inputs = None
         self._features = None
         self._feature_map = None
         self._pending = []
+
+    @property
+    def token_count(self) -> int:
+        """Tokens of the conversation so far, image and region placeholders included."""
+        return len(self._ids)
 
     @property
     def holds_cache(self) -> bool:
@@ -276,6 +304,7 @@ class ChatSession:
             self._cache = DynamicCache(config=model.config.mllm_config.text_config)
         generated: list[int] = []
         fed = 0
+        decoder = self.gar.static_decoder(len(self._ids) + settings.max_new_tokens)
         try:
             with self.gar.lock, torch.inference_mode():
                 logits = model(inputs_embeds, cache=self._cache, logits_to_keep=1).logits[0, -1]
@@ -293,14 +322,20 @@ class ChatSession:
                 if len(generated) >= settings.max_new_tokens or (stop and stop.is_set()):
                     break
                 with self.gar.lock, torch.inference_mode():
-                    step = model.embed(torch.tensor([[token]]))
-                    logits = model(step, cache=self._cache, logits_to_keep=1).logits[0, -1]
+                    if decoder is not None:
+                        logits = decoder.step(self._cache, token)
+                    else:
+                        step = model.embed(torch.tensor([[token]]))
+                        logits = model(step, cache=self._cache, logits_to_keep=1).logits[0, -1]
                 fed = len(generated)
             rest = stream.flush()
             if rest:
                 answer.text += rest
                 yield rest
         finally:
+            if decoder is not None:
+                with self.gar.lock, torch.inference_mode():
+                    decoder.write_back()  # the generated tokens' keys and values join the conversation's cache
             answer.text = stream.text
             answer.finished = time.time()
             self._ids += generated

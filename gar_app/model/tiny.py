@@ -86,20 +86,33 @@ def _tokenizer(prompt_numbers: int, base_vocab: int) -> PreTrainedTokenizerFast:
     return fast
 
 
-# Sizes of the random checkpoints: "tiny" for tests, "gar-1b" for speed measurements at the
-# real GAR-1B size (PE-Core-L/14 vision tower, Llama-3.2-1B text model).
+# Sizes of the random checkpoints: "tiny" for tests; "gar-1b" / "gar-8b" for speed
+# measurements at the real sizes (Perception-LM-1B: PE-Core-L/14 tower, Llama-3.2-1B, 11,520
+# tokens of context; Perception-LM-8B: a PE-G/14 tower, Llama-3.1-8B).
 PRESETS = {
     "tiny": {
+        "architecture": "vit_pe_core_large_patch14_336",
         "vision": {"embed_dim": 32, "depth": 2, "num_heads": 2},
         "text": {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
-                 "num_attention_heads": 4, "num_key_value_heads": 2},
+                 "num_attention_heads": 4, "num_key_value_heads": 2, "max_position_embeddings": 16384},
         "vocab": 0,
+        "cls_token": True,
     },
     "gar-1b": {
+        "architecture": "vit_pe_core_large_patch14_336",
         "vision": {"embed_dim": 1024, "depth": 23, "num_heads": 16},
         "text": {"hidden_size": 2048, "intermediate_size": 8192, "num_hidden_layers": 16,
-                 "num_attention_heads": 32, "num_key_value_heads": 8},
+                 "num_attention_heads": 32, "num_key_value_heads": 8, "max_position_embeddings": 11520},
         "vocab": 128256,  # Llama 3's vocabulary; the tiny tokenizer only names a few hundred ids
+        "cls_token": True,
+    },
+    "gar-8b": {
+        "architecture": "vit_pe_core_gigantic_patch14_448",
+        "vision": {"embed_dim": 1536, "depth": 47, "num_heads": 16, "mlp_ratio": 8960 / 1536},
+        "text": {"hidden_size": 4096, "intermediate_size": 14336, "num_hidden_layers": 32,
+                 "num_attention_heads": 32, "num_key_value_heads": 8, "max_position_embeddings": 11520},
+        "vocab": 128256,
+        "cls_token": False,
     },
 }  # fmt: skip
 
@@ -110,7 +123,7 @@ def random_config(tokenizer: PreTrainedTokenizerFast, prompt_numbers: int, prese
     return GarConfig(
         mllm_config={
             "vision_config": {
-                "architecture": "vit_pe_core_large_patch14_336",
+                "architecture": sizes["architecture"],
                 "model_args": {
                     **sizes["vision"],
                     "img_size": [448, 448],
@@ -124,14 +137,13 @@ def random_config(tokenizer: PreTrainedTokenizerFast, prompt_numbers: int, prese
                 "model_type": "llama",
                 **sizes["text"],
                 "vocab_size": max(len(tokenizer), sizes["vocab"] + prompt_numbers + 1),
-                "max_position_embeddings": 16384,
                 "rope_parameters": {"rope_type": "default", "rope_theta": 500000.0},
                 "tie_word_embeddings": False,
                 "bos_token_id": tokenizer.bos_token_id,
                 "eos_token_id": tokenizer.eos_token_id,
             },
             "projector_pooling_ratio": 2,
-            "vision_use_cls_token": True,
+            "vision_use_cls_token": sizes["cls_token"],
             "image_token_id": tokenizer.convert_tokens_to_ids("<|image|>"),
             "video_token_id": tokenizer.convert_tokens_to_ids("<|video|>"),
             "tie_word_embeddings": False,
@@ -139,6 +151,43 @@ def random_config(tokenizer: PreTrainedTokenizerFast, prompt_numbers: int, prese
         prompt_numbers=prompt_numbers,
         crop_tokens_ids=crop_ids,
     )
+
+
+def _random_model(config: GarConfig, seed: int, preset: str, device: str) -> GarForConditionalGeneration:
+    torch.manual_seed(seed)
+    with torch.device(device):
+        model = GarForConditionalGeneration(config)
+    # logits spread enough that greedy decoding varies from token to token and does not hinge
+    # on rounding (an untrained head of the usual scale makes every token nearly equally likely)
+    with torch.no_grad():
+        model.mllm.lm_head.weight.normal_(0.0, 0.5 if preset == "tiny" else 0.05)
+    return model
+
+
+def random_gar(
+    preset: str = "gar-1b",
+    seed: int = 0,
+    prompt_numbers: int = 5,
+    device: str = "cpu",
+    dtype: torch.dtype = torch.bfloat16,
+    decode: str = "auto",
+):
+    """A random GAR of ``preset``'s size built in memory, without writing a checkpoint.
+
+    For benchmarks of sizes whose checkpoint would take minutes to write and read back
+    (GAR-8B: ~20 GB); ``write_tiny_gar`` + ``load_gar`` is the path real checkpoints take.
+    """
+    from gar_app.model.image_processing import GarImageProcessor
+    from gar_app.model.loading import Gar, attention_backend
+    from gar_app.model.processing import GarProcessor
+
+    tokenizer = _tokenizer(prompt_numbers, base_vocab=384)
+    config = random_config(tokenizer, prompt_numbers, preset)
+    config.mllm_config._attn_implementation = attention_backend(device)
+    model = _random_model(config, seed, preset, device).to(dtype).eval()
+    image_processor = GarImageProcessor(vision_input_type="thumb+tile", tile_size=448, max_num_tiles=36)
+    processor = GarProcessor(tokenizer, image_processor, CHAT_TEMPLATE, config, model.tokens_per_side**2)
+    return Gar(model, processor, model_id=f"random {preset}", decode=decode)
 
 
 def write_tiny_gar(
@@ -159,12 +208,7 @@ def write_tiny_gar(
     out.mkdir(parents=True, exist_ok=True)
     tokenizer = _tokenizer(prompt_numbers, base_vocab=384)
     config = random_config(tokenizer, prompt_numbers, preset)
-    torch.manual_seed(seed)
-    with torch.device(device):
-        model = GarForConditionalGeneration(config)
-    if preset == "tiny":
-        with torch.no_grad():  # logits spread enough that greedy decoding varies from token to token
-            model.mllm.lm_head.weight.normal_(0.0, 0.5)
+    model = _random_model(config, seed, preset, device)
     state = {key: tensor.detach().to("cpu", dtype).contiguous() for key, tensor in model.state_dict().items()}
     del model
     save_file(state, str(out / "model.safetensors"), metadata={"format": "pt"})

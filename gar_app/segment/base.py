@@ -80,8 +80,20 @@ def stroke_width(width: int, height: int) -> int:
     return max(3, round(min(width, height) / 200))
 
 
+def _numbers(values: Sequence[float] | np.ndarray) -> str:
+    """Numbers for a message, as people write them (``[10, 20.5]``, never ``np.float64(10.0)``)."""
+    return "[" + ", ".join(f"{float(v):g}" for v in np.asarray(values).reshape(-1)) + "]"
+
+
+def _floats(values: object, what: str) -> np.ndarray:
+    try:
+        return np.asarray(values, dtype=np.float64)
+    except (ValueError, TypeError):  # text, or ragged lists
+        raise InputError(f"{what} must be numbers in image pixels") from None
+
+
 def _check_points(points: Sequence, labels: Sequence | None, width: int, height: int):
-    pts = np.asarray(points if points is not None else [], dtype=np.float64)
+    pts = _floats(points if points is not None else [], "points")
     if pts.size == 0:
         if labels is not None and len(labels) > 0:
             raise InputError("point labels were given without points")
@@ -109,17 +121,17 @@ def _check_points(points: Sequence, labels: Sequence | None, width: int, height:
 
 
 def _check_box(box: Sequence[float], width: int, height: int) -> np.ndarray:
-    arr = np.asarray(box, dtype=np.float64).reshape(-1)
+    arr = _floats(box, "a box [x1, y1, x2, y2]").reshape(-1)
     if arr.shape != (4,) or not np.isfinite(arr).all():
-        raise InputError(f"a box is four numbers [x1, y1, x2, y2], got {list(np.asarray(box).reshape(-1))}")
+        raise InputError(f"a box is four numbers [x1, y1, x2, y2], got {_numbers(arr)}")
     x1, x2 = sorted((arr[0], arr[2]))
     y1, y2 = sorted((arr[1], arr[3]))
     if x2 - x1 <= 0 or y2 - y1 <= 0:
-        raise InputError(f"the box {list(arr)} has zero area; drag a box around the object")
+        raise InputError(f"the box {_numbers(arr)} has zero area; drag a box around the object")
     x1, x2 = np.clip([x1, x2], 0, width)
     y1, y2 = np.clip([y1, y2], 0, height)
     if x2 - x1 <= 0 or y2 - y1 <= 0:
-        raise InputError(f"the box {list(arr)} lies outside the {width}x{height} image")
+        raise InputError(f"the box {_numbers(arr)} lies outside the {width}x{height} image")
     return np.array([x1, y1, x2, y2])
 
 

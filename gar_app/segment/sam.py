@@ -46,13 +46,23 @@ class _Embedding:
 class SamSegmenter(Segmenter):
     """A loaded ``segment_anything`` SAM; ``cache_size`` images keep their embeddings."""
 
-    def __init__(self, model: Sam, name: str = "SAM", cache_size: int = 4, multimask: bool | None = None):
+    def __init__(
+        self,
+        model: Sam,
+        name: str = "SAM",
+        cache_size: int = 4,
+        multimask: bool | None = None,
+        half: bool | None = None,
+    ):
         super().__init__()
         self.model = model.eval()
         self.name = name
         self.cache_size = max(1, cache_size)
         self.multimask = multimask
         self.transform = ResizeLongestSide(model.image_encoder.img_size)
+        # The image encoder (all of SAM's heavy compute) runs in bfloat16 on CUDA: ~2-3x faster,
+        # and its output goes on in float32, so the light prompt decoder stays exact.
+        self.half = self.device.type == "cuda" if half is None else half
         self.embeddings_computed = 0
         self._cache: OrderedDict[str, _Embedding] = OrderedDict()
         self._current: _Embedding | None = None
@@ -83,7 +93,9 @@ class SamSegmenter(Segmenter):
     def _embed(self, rgb: np.ndarray) -> _Embedding:
         resized = self.transform.apply_image(rgb)
         image = torch.as_tensor(resized, device=self.device).permute(2, 0, 1).contiguous()[None]
-        features = self.model.image_encoder(self.model.preprocess(image.float()))
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.half):
+            features = self.model.image_encoder(self.model.preprocess(image.float()))
+        features = features.float()
         self.embeddings_computed += 1
         return _Embedding(features, tuple(image.shape[-2:]), tuple(rgb.shape[:2]))
 
@@ -118,14 +130,14 @@ class SamSegmenter(Segmenter):
             multimask = self.multimask
             if multimask is None:
                 multimask = len(points) == 1 and box is None and mask_input is None
-            logits, score = self._decode(embedding, points, labels, box, mask_input, multimask)
-            mask = logits > self.model.mask_threshold
+            mask, score = self._decode(embedding, points, labels, box, mask_input, multimask)
             if prompt.lasso is not None:
                 mask &= prompt.lasso
             return SegmentResult(mask, score)
 
     def _decode(self, embedding: _Embedding, points, labels, box, mask_input, multimask: bool):
-        """Run prompt encoder + mask decoder; upscale only the best mask to the image size."""
+        """Run prompt encoder + mask decoder; upscale only the best mask to the image size and
+        threshold it where it was computed, so a click moves a boolean mask, not float logits."""
         size = embedding.original_size
         point_prompt = box_prompt = None
         if len(points):
@@ -147,4 +159,5 @@ class SamSegmenter(Segmenter):
         )
         best = int(torch.argmax(iou[0]))
         upscaled = self.model.postprocess_masks(low_res[:, best : best + 1], embedding.input_size, size)
-        return upscaled[0, 0].cpu().numpy(), float(iou[0, best])
+        mask = upscaled[0, 0] > self.model.mask_threshold
+        return mask.cpu().numpy(), float(iou[0, best])
