@@ -390,16 +390,7 @@ def _read_region(data: Any, where: str, height: int, width: int) -> ExportedRegi
     needed = {"points": points, "box": box, "scribble": scribble}.get(source, True)
     if not needed:
         raise _bad(f"{where} was made from {source} but its prompt has none")
-    rle = _get(data, "mask", "dict", where)
-    size = rle.get("size")
-    if isinstance(size, list) and len(size) == 2 and all(map(_is_int, size)) and size != [height, width]:
-        raise _bad(f"{where}.mask is {size[1]}x{size[0]} but the image is {width}x{height}")
-    try:
-        mask = rle_to_mask(rle)
-    except InputError as error:
-        raise _bad(f"{where}.mask: {error}") from None
-    if mask.shape != (height, width):
-        raise _bad(f"{where}.mask is {mask.shape[1]}x{mask.shape[0]} but the image is {width}x{height}")
+    mask = _read_mask(_get(data, "mask", "dict", where), f"{where}.mask", height, width)
     region = ExportedRegion(index, colour, source, mask, _get(data, "caption", "str", where), points,
                             list(labels), box, scribble, _get(prompt, "mask_name", "str", pw, optional=True))
     expected_box = None if region.box is None else list(region.box)
@@ -427,6 +418,22 @@ def _read_turn(data: Any, where: str) -> Turn:
     return turn
 
 
+def _read_mask(rle: Any, where: str, height: int, width: int) -> np.ndarray:
+    """A mask of the image's size from RLE; a wrong size is refused before decoding."""
+    if not isinstance(rle, dict):
+        raise _bad(f"{where} must be an object")
+    size = rle.get("size")
+    if isinstance(size, list) and len(size) == 2 and all(map(_is_int, size)) and size != [height, width]:
+        raise _bad(f"{where} is {size[1]}x{size[0]} but the image is {width}x{height}")
+    try:
+        mask = rle_to_mask(rle)
+    except InputError as error:
+        raise _bad(f"{where}: {error}") from None
+    if mask.shape != (height, width):
+        raise _bad(f"{where} is {mask.shape[1]}x{mask.shape[0]} but the image is {width}x{height}")
+    return mask
+
+
 def _read_turn_masks(data: dict, where: str, height: int, width: int) -> dict[str, dict[str, Any]]:
     """The optional ``masks`` of a turn (gar-app/1 files without it are read as before)."""
     masks = _get(data, "masks", "dict", where, optional=True) if "masks" in data else None
@@ -434,13 +441,7 @@ def _read_turn_masks(data: dict, where: str, height: int, width: int) -> dict[st
     for name, rle in (masks or {}).items():
         if name not in tags_in(name) or name not in tags_in(data["text"]):
             raise _bad(f"{where}.masks names {name!r}, which is not a tag its text mentions")
-        try:
-            mask = rle_to_mask(rle)
-        except InputError as error:
-            raise _bad(f"{where}.masks[{name!r}]: {error}") from None
-        if mask.shape != (height, width):
-            raise _bad(f"{where}.masks[{name!r}] is {mask.shape[1]}x{mask.shape[0]} but the image is {width}x{height}")
-        checked[name] = mask_to_rle(mask)
+        checked[name] = mask_to_rle(_read_mask(rle, f"{where}.masks[{name!r}]", height, width))
     return checked
 
 

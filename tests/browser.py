@@ -6,6 +6,7 @@ from __future__ import annotations
 import uuid
 from pathlib import Path
 
+import pytest
 from conftest import REPO, REQUIRE_BROWSER, chromium, unavailable
 
 ARTIFACTS = REPO / "test-artifacts"
@@ -29,6 +30,24 @@ def sync_api():
 def launch(playwright):
     """Debian's chromium (the test is skipped when it is missing, failed in CI)."""
     return playwright.chromium.launch(executable_path=chromium(), args=ARGS)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """One chromium per test module (import this fixture with ``page``)."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_api().sync_playwright() as playwright:
+        chromium_browser = launch(playwright)
+        yield chromium_browser
+        chromium_browser.close()
+
+
+@pytest.fixture()
+def page(browser, gar_app_server):
+    """A fresh 1280x800 tab on the app with the tiny GAR."""
+    tab = open_page(browser, gar_app_server.url)
+    yield tab
+    tab.context.close()
 
 
 def open_page(browser, url: str, width: int = 1280, height: int = 800, scale: float = 1):

@@ -18,16 +18,16 @@ from browser import (
     EXAMPLES,
     after,
     answered,
+    browser,
     click_at,
     drag,
     fit,
-    launch,
     load,
     open_page,
+    page,
     press,
     server_session,
     short_answers,
-    sync_api,
     to_page,
     unique_copy,
     view,
@@ -37,22 +37,7 @@ from PIL import Image
 from gar_app import export
 
 pytestmark = [pytest.mark.browser]
-
-
-@pytest.fixture(scope="module")
-def browser():
-    ARTIFACTS.mkdir(exist_ok=True)
-    with sync_api().sync_playwright() as playwright:
-        chromium = launch(playwright)
-        yield chromium
-        chromium.close()
-
-
-@pytest.fixture()
-def page(browser, gar_app_server):
-    tab = open_page(browser, gar_app_server.url)
-    yield tab
-    tab.context.close()
+__all__ = ["browser", "page"]  # fixtures from tests/browser.py
 
 
 def marks(app, name):
@@ -219,14 +204,17 @@ def test_every_shortcut_does_its_job(page, gar_app_server, tmp_path):
     question.fill("What is <Prompt0>?")
     question.press("Enter")  # Enter in the question sends it
     page.locator("#gar-chat .message.bot").first.wait_for()
+    question.press("?")
+    assert page.locator(".gar-cv-help").is_hidden(), "keys typed in a text box are text, not shortcuts"
+    page.get_by_role("tab", name="Image").click()
     page.keyboard.press("?")
+    assert page.locator(".gar-cv-help").is_visible()
     help_text = page.locator(".gar-cv-help").inner_text()
     for shortcut in ("include point", "exclude point", "box", "brush", "eraser", "new region", "delete region",
                      "describe", "send", "undo", "redo"):  # fmt: skip
         assert shortcut in help_text
     page.keyboard.press("Escape")
     assert page.locator(".gar-cv-help").is_hidden()
-    page.get_by_role("tab", name="Image").click()
     before = view(page)["s"]
     page.keyboard.press("+")
     assert view(page)["s"] == pytest.approx(before * 1.25)

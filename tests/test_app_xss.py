@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from browser import ARTIFACTS, after, click_at, launch, load, open_page, sync_api, unique_copy
+from browser import ARTIFACTS, after, browser, click_at, load, page, unique_copy
 
 from gar_app import export
 from gar_app.images import load_image
 from gar_app.regions import region_colour
 
 pytestmark = [pytest.mark.browser]
+__all__ = ["browser", "page"]  # fixtures from tests/browser.py
 
 PAYLOADS = [
     "${alert(document.domain)}",
@@ -24,22 +25,6 @@ PAYLOADS = [
     "<b>bold</b> &amp; &lt;b&gt; {{value}} {{#each value}}x{{/each}} $$x^2$$ \\(y\\)",
 ]
 NOTHING_RAN = "window.__xss === undefined && !document.querySelector('#gar-chat img, .gar-regions img, #gar-notice img')"
-
-
-@pytest.fixture(scope="module")
-def browser():
-    ARTIFACTS.mkdir(exist_ok=True)
-    with sync_api().sync_playwright() as playwright:
-        chromium = launch(playwright)
-        yield chromium
-        chromium.close()
-
-
-@pytest.fixture()
-def page(browser, gar_app_server):
-    tab = open_page(browser, gar_app_server.url)
-    yield tab
-    tab.context.close()
 
 
 def document_for(path, name: str = "cat.jpg") -> export.AnnotationDocument:

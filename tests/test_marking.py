@@ -4,21 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from PIL import Image, ImageDraw
+from test_workspace import scene
 
 from gar_app.errors import InputError
 from gar_app.marking import Marking, stroke_mask
 from gar_app.segment import GrabCutSegmenter
 from gar_app.segment.base import Prompt
-
-
-def scene() -> Image.Image:
-    """A grey picture with a red disc (left) and a blue square (right)."""
-    image = Image.new("RGB", (160, 100), (128, 128, 128))
-    draw = ImageDraw.Draw(image)
-    draw.ellipse((15, 20, 75, 80), fill=(220, 30, 30))
-    draw.rectangle((100, 25, 145, 70), fill=(30, 30, 220))
-    return image
 
 
 class Recorder:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw
@@ -273,3 +275,23 @@ def test_the_segmenter_gets_each_image_once(tiny_gar):
     ws.set_image(scene(), name="again.png")
     ws.marking.add_point(45, 50)
     assert Counting.images == 2
+
+
+def test_masks_a_file_gives_its_turns_are_checked(two_regions):
+    ws = two_regions
+    ask(ws, "Compare <Prompt0> and <Prompt1>.")
+    ws.marking.delete(1)
+    data = export.to_dict(ws.document())
+    good = data["dialogue"][0]["masks"]["<Prompt1>"]
+    assert export.from_dict(copy.deepcopy(data)).dialogue[0].masks == {"<Prompt1>": good}
+    for masks, problem in [
+        ({"<Prompt3>": good}, "names '<Prompt3>', which is not a tag its text mentions"),
+        ({"<Prompt01>": good}, "not a tag its text mentions"),
+        ({"<Prompt1>": {"size": [10, 10], "counts": "0"}}, r"masks\['<Prompt1>'\] is 10x10 but the image is 160x100"),
+        ({"<Prompt1>": {"size": [100, 160], "counts": "~~"}}, "RLE counts"),
+        ({"<Prompt1>": "not an RLE"}, "must be an object"),
+    ]:
+        bad = copy.deepcopy(data)
+        bad["dialogue"][0]["masks"] = masks
+        with pytest.raises(InputError, match=problem):
+            export.from_dict(bad)
