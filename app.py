@@ -19,6 +19,7 @@ import gradio as gr
 
 from components import ask_bar, canvas, chat, export_panel, mcp_tools, regions_panel, status, video_input
 from components.common import Wiring
+from components.memory import limit_arenas
 from components.session import close_session
 from components.style import css
 from gar_app.errors import GarAppError
@@ -136,6 +137,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    limit_arenas()  # before any worker thread: see components/memory.py
     args = parse_args(argv)
     auth = parse_auth(args.auth)
     try:

@@ -15,6 +15,7 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from components.memory import give_back
 from gar_app.workspace import Services, Workspace
 
 
@@ -67,3 +68,4 @@ def close_session(state: Session | None) -> None:
     """gr.State's delete callback: the tab closed or the session was idle too long."""
     if isinstance(state, Session):
         state.close()
+        give_back()

@@ -4,6 +4,7 @@ launch options (login, upload size, queue length) reach Gradio."""
 
 from __future__ import annotations
 
+import os
 import time
 
 import gradio as gr
@@ -128,3 +129,62 @@ def test_launch_options_reach_gradio(monkeypatch):
     assert seen["queue"]["max_size"] == 64
     with pytest.raises(SystemExit, match="USER:PASS"):
         app_module.parse_auth("nobody")
+
+
+def rss_mb(pid: int) -> float:
+    with open(f"/proc/{pid}/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not os.path.exists("/proc/self/statm"), reason="reads Linux's /proc for the memory use")
+def test_fifty_visitors_one_after_another_keep_the_server_memory_bounded(tiny_gar_dir, tmp_path):
+    """The real app in its own process (python app.py, tiny GAR); 50 API visitors one after
+    another, each with a 2048x1536 photo, a region and a chat turn. Sessions idle for a
+    second are freed, so after 10 visitors of warm-up the server grows by less than 300 MB
+    over the next 40 (kept, each would hold ~15 MB: image, mask, canvas state, chat)."""
+    import subprocess
+    import sys
+    import urllib.request
+
+    import numpy as np
+    from gradio_client import Client
+    from PIL import Image
+
+    photo, mask = tmp_path / "photo.jpg", tmp_path / "mask.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (1536, 2048, 3), dtype=np.uint8)).save(photo)
+    region = np.zeros((1536, 2048), np.uint8)
+    region[300:1200, 400:1500] = 255
+    Image.fromarray(region).save(mask)
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, str(REPO / "app.py"), "--model", str(tiny_gar_dir), "--device", "cpu", "--dtype", "fp32",
+         "--no-sam-download", "--port", str(port), "--session-ttl", "1"],
+        cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}/"
+
+    def up() -> bool:
+        assert server.poll() is None, server.stderr.read().decode()[-2000:]
+        try:
+            return urllib.request.urlopen(url, timeout=2).status == 200
+        except OSError:
+            return False
+
+    try:
+        wait_until(up, seconds=180, what="the app to start")
+        growth = []
+        for visitor in range(50):
+            client = Client(url, verbose=False)
+            client.predict(handle_file(str(photo)), api_name="/load_image")
+            client.predict(handle_file(str(mask)), api_name="/upload_mask")
+            list(client.submit("What is <Prompt0>?", *GREEDY, api_name="/ask"))
+            client.close()
+            if visitor == 9:
+                start = rss_mb(server.pid)
+            if visitor >= 9:
+                growth.append(rss_mb(server.pid) - start)
+        assert max(growth) < 300, f"the server grew by up to {max(growth):.0f} MB over 40 visitors: {growth}"
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
