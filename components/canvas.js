@@ -1,6 +1,7 @@
 // The GAR App canvas (run by gr.HTML's js_on_load with element, trigger, props, upload, watch).
-// It draws the image, each region's mask (a 1-bit PNG of its box, tinted here), outline, tag
-// and marks, and turns pointer gestures into marks in image pixels:
+// The photo is an <img> placed where the view puts it; over it a <canvas> (which lets pointer
+// events through to the stage) draws each region's mask (a 1-bit PNG of its box, tinted
+// here), outline, tag and marks. Pointer gestures on the stage become marks in image pixels:
 //   x_image = (x_css - offset_x) / scale, with scale = CSS pixels per image pixel.
 // The backing store has devicePixelRatio pixels per CSS pixel, so it stays sharp on HiDPI.
 // All text from the value goes in through textContent or fillText, never as markup.
@@ -8,6 +9,7 @@
 const root = element.querySelector('.gar-cv');
 const stage = root.querySelector('.gar-cv-stage');
 const canvas = stage.querySelector('canvas');
+const photo = stage.querySelector('.gar-cv-photo');
 const ctx = canvas.getContext('2d');
 const fileInput = stage.querySelector('input[type=file]');
 const statusLine = root.querySelector('.gar-cv-status');
@@ -19,7 +21,7 @@ const state = {
   view: null,          // the last value drawn
   tool: 'include',
   zoom: null,          // {s, ox, oy} once zoomed or panned; null = fit
-  images: new Map(),   // key -> ImageBitmap
+  imageKey: null,      // the photo the <img> shows
   masks: new Map(),    // key -> canvas tinted in the region's colour
   pending: [],         // marks drawn before the server answered
   corner: null,        // first corner of a two-click box, image pixels
@@ -102,8 +104,12 @@ async function apply(value) {
   }
   const missing = [];
   const im = value.image;
-  if (!state.images.has(im.key)) {
-    if (im.src) state.images.set(im.key, await bitmap(im.src)); else missing.push(im.key);
+  if (state.imageKey !== im.key) {
+    if (im.src) {
+      photo.src = im.src;
+      await photo.decode().catch(() => {});
+      state.imageKey = im.key;
+    } else missing.push(im.key);
   }
   for (const r of value.regions) {
     for (const part of [r.mask, r.scribble]) {
@@ -116,7 +122,6 @@ async function apply(value) {
   const previous = state.view && state.view.image && state.view.image.key;
   if (previous !== im.key) { state.zoom = null; state.corner = null; }
   const keep = new Set([im.key, ...value.regions.flatMap(r => [r.mask, r.scribble].filter(Boolean).map(p => p.key))]);
-  for (const k of [...state.images.keys()]) if (!keep.has(k)) state.images.delete(k);
   for (const k of [...state.masks.keys()]) if (!keep.has(k)) state.masks.delete(k);
   state.view = value;
   state.pending = [];
@@ -154,10 +159,7 @@ function drawBase() {
   g.setTransform(1, 0, 0, 1, 0, 0);
   g.clearRect(0, 0, state.base.width, state.base.height);
   if (!value || !value.image) return;
-  const img = state.images.get(value.image.key);
   g.setTransform(dpr * v.s, 0, 0, dpr * v.s, dpr * v.ox, dpr * v.oy);
-  g.imageSmoothingEnabled = v.s < 1;
-  if (img) g.drawImage(img, 0, 0);
   g.imageSmoothingEnabled = false;  // mask pixels stay square when zoomed in
   const ring = document.createElement('canvas');
   ring.width = state.base.width; ring.height = state.base.height;
@@ -275,6 +277,11 @@ function draw() {
   layout();
   const v = view();
   stage.dataset.view = JSON.stringify({s: v.s, ox: v.ox, oy: v.oy});  // read by tests and tools
+  const im = state.view && state.view.image;
+  if (im) {  // the photo where the view puts it, in CSS pixels
+    Object.assign(photo.style, {left: v.ox + 'px', top: v.oy + 'px', width: im.width * v.s + 'px',
+                                height: im.height * v.s + 'px'});
+  }
   if (state.baseDirty) drawBase();
   const g = ctx;
   g.setTransform(1, 0, 0, 1, 0, 0);
@@ -338,12 +345,13 @@ function send(kind, data, pendingMark) {
   trigger(kind, data);
 }
 
-canvas.addEventListener('pointerdown', (e) => {
+stage.addEventListener('pointerdown', (e) => {
+  if (e.target.closest('.gar-cv-open, .gar-cv-choose')) return;  // the file chooser's own controls
   if (!state.view || !state.view.image) { if (e.button === 0) fileInput.click(); return; }
   const panning = e.button === 1 || e.button === 2 || state.spaceDown;
   if (!panning && e.button !== 0) return;
   e.preventDefault();
-  canvas.setPointerCapture(e.pointerId);
+  stage.setPointerCapture(e.pointerId);
   const p = toImage(e.clientX, e.clientY);
   if (panning) {
     const v = view();
@@ -356,7 +364,7 @@ canvas.addEventListener('pointerdown', (e) => {
   redraw();
 });
 
-canvas.addEventListener('pointermove', (e) => {
+stage.addEventListener('pointermove', (e) => {
   state.hover = [e.clientX, e.clientY];
   const gesture = state.gesture;
   if (gesture && gesture.kind === 'pan') {
@@ -371,10 +379,11 @@ canvas.addEventListener('pointermove', (e) => {
   redraw();
 });
 
-canvas.addEventListener('pointerleave', () => { state.hover = null; redraw(); });
-canvas.addEventListener('contextmenu', (e) => e.preventDefault());
+stage.addEventListener('pointerleave', () => { state.hover = null; redraw(); });
+stage.addEventListener('contextmenu', (e) => e.preventDefault());
+photo.addEventListener('dragstart', (e) => e.preventDefault());
 
-canvas.addEventListener('pointerup', (e) => {
+stage.addEventListener('pointerup', (e) => {
   const gesture = state.gesture;
   state.gesture = null;
   if (!gesture) return;
@@ -408,7 +417,7 @@ canvas.addEventListener('pointerup', (e) => {
 function round(v) { return Math.round(v * 100) / 100; }
 
 // zoom: Ctrl + wheel (and trackpad pinch) zooms at the pointer; a plain wheel pans once zoomed in
-canvas.addEventListener('wheel', (e) => {
+stage.addEventListener('wheel', (e) => {
   if (!state.view || !state.view.image) return;
   if (e.ctrlKey || e.metaKey) {
     e.preventDefault();

@@ -92,6 +92,7 @@ def load(page, path: Path) -> None:
 def view(page) -> dict:
     import json
 
+    page.evaluate("new Promise(done => requestAnimationFrame(() => requestAnimationFrame(done)))")  # drawn
     return json.loads(page.locator("#gar-canvas").get_attribute("data-view"))
 
 
