@@ -9,6 +9,7 @@ agree on pixels.
 from __future__ import annotations
 
 import os
+import re
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -95,8 +96,10 @@ def _open(source: str | os.PathLike, what: str) -> Image.Image:
         with _closed_on_error(image):
             check_image_size(image.width, image.height, f"{what} {path.name}")
             image.load()
-    except Image.DecompressionBombError:
-        raise InputError(f"{what} {path.name} has {_too_large(limit)}") from None
+    except Image.DecompressionBombError as error:  # PIL refused the header itself (over 2x its own limit)
+        pixels = re.search(r"\((\d+) pixels\)", str(error))
+        size = f"{int(pixels[1]) / 1e6:.1f} megapixels, " if pixels else ""
+        raise InputError(f"{what} {path.name} has {size}{_too_large(limit)}") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
         raise InputError(
             f"cannot read {what.lower()} {path.name}: not a valid image (damaged, or a format Pillow cannot read)"
@@ -185,7 +188,9 @@ def same_aspect_ratio(size: tuple[int, int], other: tuple[int, int]) -> bool:
     return abs(w * oh - h * ow) <= max(w + h, ow + oh)
 
 
-def fit_mask(mask: np.ndarray, size: tuple[int, int], name: str = "the mask") -> tuple[np.ndarray, str | None]:
+def fit_mask(
+    mask: np.ndarray, size: tuple[int, int], name: str = "the mask"
+) -> tuple[np.ndarray, str | None]:
     """``mask`` at the image's ``(width, height)`` and a notice when it had to be scaled.
 
     A mask of the same aspect ratio is scaled with nearest-neighbour sampling (its edges stay
