@@ -154,14 +154,18 @@ def short_answers(page, tokens: int = 16) -> None:
 
 
 def answered(app, image_name: str, turns: int) -> str:
-    """Wait until the conversation has ``turns`` turns and the model finished the last one."""
+    """Wait until the conversation has ``turns`` turns, the model finished the last one and the
+    chat's event is over (its final update, which re-renders the page, is on its way before
+    anything the test does next)."""
     import time
 
     deadline = time.time() + TIMEOUT / 1000
     while time.time() < deadline:
         conversation = server_session(app, image_name).workspace.conversation
         session = conversation.session
-        if len(conversation.turns) == turns and session is not None and session.turns[-1].finished:
+        finished = len(conversation.turns) == turns and session is not None and session.turns[-1].finished
+        # ...and its event has sent its last update: what the page does next arrives after it
+        if finished and app.demo._queue.get_active_worker_count() == 0:
             return conversation.turns[-1].text
         time.sleep(0.05)
     raise AssertionError(f"no finished answer number {turns // 2}")
