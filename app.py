@@ -17,7 +17,17 @@ import sys
 
 import gradio as gr
 
-from components import ask_bar, canvas, chat, export_panel, mcp_tools, regions_panel, status, video_input
+from components import (
+    ask_bar,
+    canvas,
+    chat,
+    export_panel,
+    mcp_tools,
+    regions_panel,
+    status,
+    tracking_panel,
+    video_input,
+)
 from components.common import Wiring
 from components.memory import limit_arenas
 from components.session import close_session
@@ -68,6 +78,7 @@ def build_demo(services: Services, session_ttl: float = SESSION_TTL_S) -> gr.Blo
             with gr.Column(scale=3, min_width=320), gr.Tabs(selected="image") as left_tabs:
                 with gr.Tab("Image", id="image"):
                     canvas_ui = canvas.build()
+                    tracking_ui = tracking_panel.build(services)
                 with gr.Tab("Video", id="video"):
                     video_ui = video_input.build()
             with gr.Column(scale=2, min_width=300):
@@ -85,6 +96,7 @@ def build_demo(services: Services, session_ttl: float = SESSION_TTL_S) -> gr.Blo
         export_panel.wire(export_ui, wiring, [ask_ui.view])
         ask_bar.wire(ask_ui, wiring)
         video_input.wire(video_ui, wiring, left_tabs)
+        tracking_panel.wire(tracking_ui, wiring, canvas_ui.stage, video_ui, left_tabs, chat_ui.settings)
 
         def free_closed_tab(request: gr.Request) -> None:
             """The tab closed: free its session now, not an hour later (Gradio's default)."""
