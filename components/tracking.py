@@ -79,7 +79,9 @@ def tracker_of(services: Services):
 
 def require(session: Session) -> Tracking:
     if session.tracking is None:
-        raise InputError("no video is being tracked: open one in the Video tab and press Track regions in this video")
+        raise InputError(
+            "no video is being tracked: open one in the Video tab and press Track regions in this video"
+        )
     return session.tracking
 
 
@@ -91,19 +93,27 @@ def _sampling(fps_cap, max_frames) -> tuple[float | None, int | None]:
     except (TypeError, ValueError):
         raise InputError("the fps cap and the maximum number of frames must be numbers") from None
     if fps < 0 or count < 0 or count != int(count):
-        raise InputError("the fps cap must be 0 or more and the maximum number of frames a whole number, 0 or more")
+        raise InputError(
+            "the fps cap must be 0 or more and the maximum number of frames a whole number, 0 or more"
+        )
     return (fps or None), (int(count) or None)
 
 
-def start(session: Session, path: str, name: str, fps_cap=DEFAULT_FPS_CAP, max_frames=DEFAULT_MAX_FRAMES) -> str:
+def start(
+    session: Session, path: str, name: str, fps_cap=DEFAULT_FPS_CAP, max_frames=DEFAULT_MAX_FRAMES
+) -> str:
     """Open the video for tracking and put its first frame on the canvas."""
     from gar_app.tracking import open_video
 
     old = session.tracking
     if old is not None and old.dirty:
-        raise InputError("the tracked video has work that is not exported: Export JSON first (or reload the page)")
+        raise InputError(
+            "the tracked video has work that is not exported: Export JSON first (or reload the page)"
+        )
     if old is None and session.workspace.unsaved:
-        raise InputError("the image has unsaved work: Export JSON first (or delete its regions), then track the video")
+        raise InputError(
+            "the image has unsaved work: Export JSON first (or delete its regions), then track the video"
+        )
     fps, count = _sampling(fps_cap, max_frames)
     clip = open_video(path, fps, count)  # undecodable, empty or oversize videos: a clear InputError
     services = session.workspace.services

@@ -53,12 +53,14 @@ def build(services) -> TrackingUI:
         with gr.Row(elem_classes=["gar-actions"]):
             propagate = gr.Button("Propagate", variant="primary", size="sm", elem_id="gar-propagate")
             cancel = gr.Button("Cancel", variant="stop", size="sm", elem_id="gar-cancel")
-            describe = gr.Button("Describe over time", size="sm", interactive=services.gar is not None,
+            describe = gr.Button("Describe over time, on this many frames:", size="sm", interactive=services.gar is not None,
                                  elem_id="gar-describe-over-time")  # fmt: skip
-            keyframes = gr.Number(4, label="keyframes", minimum=1, maximum=16, precision=0, min_width=90,
-                                  elem_id="gar-describe-count")  # fmt: skip
+            keyframes = gr.Number(4, label="Keyframes to describe", show_label=False, container=False, minimum=1,
+                                  maximum=16, precision=0, min_width=56, elem_id="gar-describe-count")  # fmt: skip
             preview = gr.Button("Preview clip", size="sm", elem_id="gar-preview")
-        clip = gr.Video(label="Preview with the regions", visible=False, interactive=False, elem_id="gar-preview-clip")
+        clip = gr.Video(
+            label="Preview with the regions", visible=False, interactive=False, elem_id="gar-preview-clip"
+        )
     return TrackingUI(panel, status, frame, timeline, propagate, cancel, describe, keyframes, preview, clip)
 
 
@@ -180,11 +182,15 @@ def render_idle() -> list:
     return [gr.update(visible=False), "", gr.update(), None]
 
 
-def wire(ui: TrackingUI, wiring: Wiring, canvas_stage: gr.HTML, video_ui, tabs: gr.Tabs, settings: list) -> None:
+def wire(
+    ui: TrackingUI, wiring: Wiring, canvas_stage: gr.HTML, video_ui, tabs: gr.Tabs, settings: list
+) -> None:
     """Tracking's events redraw every view and the panel. Other events leave the panel out of
     their outputs (so their API results keep their shape); the canvas's ``change`` redraws it."""
     wiring.after.append(tracking.sync)
-    canvas_stage.change(refresh, [wiring.state], ui.view.components, show_progress="hidden", api_visibility="private")
+    canvas_stage.change(
+        refresh, [wiring.state], ui.view.components, show_progress="hidden", api_visibility="private"
+    )
     views = [*wiring.views, ui.view]
     inputs = [video_ui.video, video_ui.fps_cap, video_ui.max_frames]
     video_ui.track.click(**wiring.event(track_video, inputs, views=views, extra={"tabs": tabs}), preprocess=False,
