@@ -2,7 +2,7 @@
 
     python app.py [--model ID_OR_DIR] [--sam CHECKPOINT] [--device DEV] [--host H] [--port P] [--share]
                   [--auth USER:PASS] [--max-file-size 50mb] [--queue-size 64] [--session-ttl 3600]
-                  [--api [--api-key-env VAR] [--allow-dir DIR]] [--mcp]
+                  [--sam2 ID_OR_DIR] [--api [--api-key-env VAR] [--allow-dir DIR]] [--mcp]
 
 Without GAR weights the app still starts, in annotation mode (segment, caption by hand,
 export), and says so on the page.
@@ -25,6 +25,7 @@ from components import (
     mcp_tools,
     regions_panel,
     status,
+    tracking,
     tracking_panel,
     video_input,
 )
@@ -125,6 +126,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--no-model", action="store_true", help="annotation mode: no GAR model at all")
     parser.add_argument("--sam", default=None, help="SAM checkpoint (.pth); default $GAR_APP_SAM_CHECKPOINT or cache")
     parser.add_argument("--no-sam-download", action="store_true", help="never download SAM weights")
+    parser.add_argument("--sam2", default=os.environ.get("GAR_APP_SAM2"),
+                        help="SAM 2 video checkpoint (Hub id or folder) for tracking; default $GAR_APP_SAM2, "
+                        "else the classical OpenCV tracker")  # fmt: skip
     parser.add_argument("--device", default=None, help="cuda, cpu, mps (default: best available)")
     parser.add_argument("--dtype", default=None, choices=["bf16", "fp16", "fp32"])
     parser.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"))
@@ -160,6 +164,7 @@ def main(argv: list[str] | None = None) -> None:
         None if args.no_model else args.model, args.sam, args.device, args.dtype, not args.no_sam_download
     )
     services.max_live_chats = args.max_live_chats
+    services.tracker = tracking.app_tracker(args.sam2, args.device, args.dtype)
     print(status.status_text(services), file=sys.stderr, flush=True)
     demo = build_demo(services, session_ttl=args.session_ttl)
     if args.mcp:

@@ -18,6 +18,7 @@ like any image's regions.
 
 from __future__ import annotations
 
+import logging
 import shutil
 import tempfile
 import threading
@@ -28,10 +29,12 @@ from PIL import Image
 
 from components.session import Session
 from gar_app import export
-from gar_app.errors import InputError
+from gar_app.errors import GarAppError, InputError
 from gar_app.export import mask_to_rle
 from gar_app.tracking.session import FrameCaption, VideoTracks
 from gar_app.workspace import Services
+
+log = logging.getLogger("gar_app.tracking_ui")
 
 DEFAULT_FPS_CAP = 10.0
 DEFAULT_MAX_FRAMES = 300
@@ -66,6 +69,20 @@ class Tracking:
         self.tracks.clip.close()
         if self._files is not None:
             shutil.rmtree(self._files, ignore_errors=True)
+
+
+def app_tracker(sam2: str | None, device: str | None = None, dtype: str | None = None):
+    """At start-up: SAM 2 from ``--sam2`` when it loads, else the classical fallback, saying why."""
+    from gar_app.tracking import load_tracker
+    from gar_app.tracking.classical import ClassicalTracker
+
+    if not sam2:
+        return ClassicalTracker(reason="no SAM 2 weights")
+    try:
+        return load_tracker(sam2, device, dtype)
+    except GarAppError as error:
+        log.warning("no SAM 2 video tracker: %s", error)
+        return ClassicalTracker(reason=f"SAM 2 did not load: {error}")
 
 
 def tracker_of(services: Services):

@@ -198,7 +198,7 @@ def wire(
     ui.frame.release(**wiring.event(seek_frame, [ui.frame], views=views), api_name="seek_frame")
     ui.timeline.seek(**wiring.event(seek_clicked, views=views), api_visibility="private")
     busy = {"show_progress": "full", "show_progress_on": [ui.timeline]}
-    ui.propagate.click(**wiring.event(propagate, views=views, **busy), api_name="propagate")
+    ui.propagate.click(**wiring.event(propagate, views=views, gpu=True, **busy), api_name="propagate")
     ui.cancel.click(cancel_propagation, [wiring.state], None, queue=False, api_name="cancel_propagation")
     ui.describe.click(**wiring.event(describe_over_time, [ui.keyframes, *settings], views=views, gpu=True),
                       api_name="describe_over_time")  # fmt: skip

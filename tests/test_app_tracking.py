@@ -278,3 +278,11 @@ def test_cancel_stops_a_running_propagation_and_keeps_the_frames_done(gar_app_se
         assert len(masks) == 32
     finally:
         services.tracker = saved
+
+
+def test_a_sam2_checkpoint_that_does_not_load_falls_back_and_says_why(tmp_path):
+    from components.tracking import app_tracker
+
+    assert app_tracker(None).name.endswith("no SAM 2 weights")
+    fallback = app_tracker(str(tmp_path / "missing"))
+    assert fallback.name.startswith("classical OpenCV tracker") and "SAM 2 did not load" in fallback.name
