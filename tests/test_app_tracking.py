@@ -143,8 +143,10 @@ def test_refining_on_a_later_frame_changes_the_track_from_there_on(gar_app_serve
     client.predict("<Prompt0>", api_name="/select_region")
     client.predict(*box_around(synthetic.companion[24]), api_name="/box")  # <Prompt0> is the purple shape from 24
     assert sorted(tracks.regions[0].keyframes) == [0, 24]
+    client.predict(28, api_name="/seek_frame")
     result = client.predict(api_name="/propagate")
     assert "Propagated through 7 frames" in notice(result), notice(result)
+    assert iou(canvas_mask(result[CANVAS], 0, {}), synthetic.companion[28]) >= 0.85, "the frame shown is redrawn"
     assert result[TIMELINE]["regions"][0]["keyframes"] == [0, 24]
     after = tracks.regions[0].masks
     assert all(after[p] == before[p] for p in range(24)), "frames before the new keyframe are untouched"
@@ -286,3 +288,28 @@ def test_a_sam2_checkpoint_that_does_not_load_falls_back_and_says_why(tmp_path):
     assert app_tracker(None).name.endswith("no SAM 2 weights")
     fallback = app_tracker(str(tmp_path / "missing"))
     assert fallback.name.startswith("classical OpenCV tracker") and "SAM 2 did not load" in fallback.name
+
+
+def test_tracking_never_drops_unexported_work(gar_app_server, clip):
+    path, _synthetic = clip
+    client = gar_app_server.client()
+    client.predict(handle_file(str(Path(__file__).parents[1] / "assets" / "examples" / "cat.jpg")), api_name="/load_image")
+    client.predict("include", 200, 130, api_name="/mark")
+    result = client.predict(handle_file(str(path)), 0, 0, api_name="/track_video")
+    assert "the image has unsaved work: Export JSON first" in notice(result)
+    assert result[CANVAS]["image"]["width"] == 451 and [r["tag"] for r in result[ROWS]] == ["<Prompt0>"]
+
+    client, _result, session = tracked(gar_app_server, clip)
+    assert "the tracked video has work that is not exported" in notice(
+        client.predict(handle_file(str(path)), 0, 0, api_name="/track_video")
+    )
+    assert len(session.tracking.tracks.regions) == 1
+
+
+def test_closing_the_session_lets_go_of_the_video(gar_app_server, clip):
+    client, _result, session = tracked(gar_app_server, clip)
+    clip_of = session.tracking.clip
+    session.close()
+    assert session.tracking is None and not clip_of._capture.isOpened()
+    result = client.predict(3, api_name="/seek_frame")
+    assert "no video is being tracked" in notice(result)
