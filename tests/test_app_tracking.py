@@ -130,7 +130,9 @@ def test_propagate_puts_the_tracked_mask_on_later_frames_and_the_timeline(gar_ap
         assert iou(mask, synthetic.truth[position]) >= 0.85, position
         assert [r["tag"] for r in result[ROWS]] == ["<Prompt0>"]
     result = client.predict(16, api_name="/seek_frame")
-    assert canvas_mask(result[CANVAS], 0, seen) is None and result[ROWS] == [], "absent while the shape is away"
+    assert canvas_mask(result[CANVAS], 0, seen) is None and result[ROWS] == [], (
+        "absent while the shape is away"
+    )
 
 
 def test_refining_on_a_later_frame_changes_the_track_from_there_on(gar_app_server, clip):
@@ -141,12 +143,16 @@ def test_refining_on_a_later_frame_changes_the_track_from_there_on(gar_app_serve
 
     client.predict(24, api_name="/seek_frame")
     client.predict("<Prompt0>", api_name="/select_region")
-    client.predict(*box_around(synthetic.companion[24]), api_name="/box")  # <Prompt0> is the purple shape from 24
+    client.predict(
+        *box_around(synthetic.companion[24]), api_name="/box"
+    )  # <Prompt0> is the purple shape from 24
     assert sorted(tracks.regions[0].keyframes) == [0, 24]
     client.predict(28, api_name="/seek_frame")
     result = client.predict(api_name="/propagate")
     assert "Propagated through 7 frames" in notice(result), notice(result)
-    assert iou(canvas_mask(result[CANVAS], 0, {}), synthetic.companion[28]) >= 0.85, "the frame shown is redrawn"
+    assert iou(canvas_mask(result[CANVAS], 0, {}), synthetic.companion[28]) >= 0.85, (
+        "the frame shown is redrawn"
+    )
     assert result[TIMELINE]["regions"][0]["keyframes"] == [0, 24]
     after = tracks.regions[0].masks
     assert all(after[p] == before[p] for p in range(24)), "frames before the new keyframe are untouched"
@@ -182,7 +188,9 @@ def test_describe_over_time_pins_k_captions_to_the_timeline(gar_app_server, clip
     result = client.predict(positions[1], api_name="/seek_frame")
     assert result[ROWS][0]["caption"] == texts[1], "the frame's caption shows in the region list"
     assert result[TIMELINE]["current"] == positions[1]
-    assert client.predict(positions[1] + 1, api_name="/seek_frame")[ROWS][0]["caption"] == "", "only on its frame"
+    assert client.predict(positions[1] + 1, api_name="/seek_frame")[ROWS][0]["caption"] == "", (
+        "only on its frame"
+    )
 
 
 def test_export_then_import_restores_the_tracks_bit_for_bit(gar_app_server, clip, tmp_path):
@@ -191,7 +199,10 @@ def test_export_then_import_restores_the_tracks_bit_for_bit(gar_app_server, clip
     client.predict(2, *GREEDY, api_name="/describe_over_time")
     files, _ask, message = client.predict(api_name="/export")
     assert "Exported 1 tracked region(s) over 32 frames" in shown(message)
-    (saved,) = [f["path"] if isinstance(f, dict) else f for f in (files["value"] if isinstance(files, dict) else files)]
+    (saved,) = [
+        f["path"] if isinstance(f, dict) else f
+        for f in (files["value"] if isinstance(files, dict) else files)
+    ]
     text = Path(saved).read_text()
     document = export.video_from_json(text)
     assert document.video.name == name and len(document.regions[0].captions) == 2
@@ -199,13 +210,18 @@ def test_export_then_import_restores_the_tracks_bit_for_bit(gar_app_server, clip
     fresh = gar_app_server.client()
     message = notice(fresh.predict(handle_file(saved), api_name="/import"))
     assert "open that video in the Video tab" in message and name in message
-    fresh.predict(handle_file(str(path)), 10, 12, api_name="/track_video")  # other sampling: the import redoes it
+    fresh.predict(
+        handle_file(str(path)), 10, 12, api_name="/track_video"
+    )  # other sampling: the import redoes it
     result = fresh.predict(handle_file(saved), api_name="/import")
     assert "Imported 1 tracked region(s) over 32 frames" in notice(result), notice(result)
     result = fresh.predict(0, api_name="/seek_frame")
     assert result[TIMELINE]["frames"] == 32 and len(result[TIMELINE]["regions"][0]["captions"]) == 2
     files, _ask, _message = fresh.predict(api_name="/export")
-    (again,) = [f["path"] if isinstance(f, dict) else f for f in (files["value"] if isinstance(files, dict) else files)]
+    (again,) = [
+        f["path"] if isinstance(f, dict) else f
+        for f in (files["value"] if isinstance(files, dict) else files)
+    ]
     assert Path(again).read_text() == text
 
     other = tmp_path / "other.mp4"
@@ -227,7 +243,11 @@ def test_bad_videos_give_a_clear_notice(gar_app_server, tmp_path):
     sof = jpeg.index(b"\xff\xc0")  # the frame header says 16000 x 16000; nothing is decoded to find out
     jpeg[sof + 5 : sof + 9] = (16000).to_bytes(2, "big") * 2
     huge = write_mjpeg_avi(tmp_path / "huge.avi", [bytes(jpeg)], 16000, 16000)
-    for path, expected in [(garbage, "not a video format"), (empty, "is empty"), (huge, "16000x16000 frames")]:
+    for path, expected in [
+        (garbage, "not a video format"),
+        (empty, "is empty"),
+        (huge, "16000x16000 frames"),
+    ]:
         message = notice(client.predict(handle_file(str(path)), 10, 300, api_name="/track_video"))
         assert "⚠️" in message and expected in message and "Traceback" not in message, message
     assert "no video is being tracked" in notice(client.predict(api_name="/propagate"))
@@ -293,7 +313,10 @@ def test_a_sam2_checkpoint_that_does_not_load_falls_back_and_says_why(tmp_path):
 def test_tracking_never_drops_unexported_work(gar_app_server, clip):
     path, _synthetic = clip
     client = gar_app_server.client()
-    client.predict(handle_file(str(Path(__file__).parents[1] / "assets" / "examples" / "cat.jpg")), api_name="/load_image")
+    client.predict(
+        handle_file(str(Path(__file__).parents[1] / "assets" / "examples" / "cat.jpg")),
+        api_name="/load_image",
+    )
     client.predict("include", 200, 130, api_name="/mark")
     result = client.predict(handle_file(str(path)), 0, 0, api_name="/track_video")
     assert "the image has unsaved work: Export JSON first" in notice(result)

@@ -45,7 +45,9 @@ def tracking_session(app, name: str):
 
 
 def notice_says(page, text: str) -> None:
-    page.wait_for_function("t => (document.querySelector('#gar-notice') || {}).textContent?.includes(t)", arg=text)
+    page.wait_for_function(
+        "t => (document.querySelector('#gar-notice') || {}).textContent?.includes(t)", arg=text
+    )
 
 
 def open_for_tracking(page, path) -> None:
@@ -56,7 +58,9 @@ def open_for_tracking(page, path) -> None:
     page.locator("#gar-track-fps input").fill("0")
     after(page, lambda: page.get_by_role("button", name="Track regions in this video").click())
     notice_says(page, f"Tracking {path.name}: 32 of its 32 frames")
-    page.wait_for_function("() => document.querySelector('.gar-cv-status').textContent.includes('_frame00000.png')")
+    page.wait_for_function(
+        "() => document.querySelector('.gar-cv-status').textContent.includes('_frame00000.png')"
+    )
 
 
 def box_marks(page, mask) -> None:
@@ -78,7 +82,9 @@ def test_mark_propagate_scrub_and_see_the_mask_on_a_later_frame(page, gar_app_se
     box_marks(page, synthetic.truth[0])
     session = tracking_session(gar_app_server, path.name)
     assert sorted(session.tracking.tracks.regions) == [0], "the box on frame 0 started <Prompt0>'s track"
-    page.wait_for_selector('#gar-timeline .gar-tl-row[data-tag="<Prompt0>"]')  # the new region is on the timeline
+    page.wait_for_selector(
+        '#gar-timeline .gar-tl-row[data-tag="<Prompt0>"]'
+    )  # the new region is on the timeline
 
     page.get_by_role("button", name="Propagate").click()
     notice_says(page, "Propagated through 31 frames")
@@ -104,8 +110,13 @@ def test_mark_propagate_scrub_and_see_the_mask_on_a_later_frame(page, gar_app_se
     page.screenshot(path=str(ARTIFACTS / "video-tracking-1280.png"))
 
     track = page.locator('#gar-timeline .gar-tl-row[data-tag="<Prompt0>"] .gar-tl-track').bounding_box()
-    after(page, lambda: page.mouse.click(track["x"] + track["width"] * (16.5 / 32), track["y"] + track["height"] / 2))
-    assert session.tracking.position == 16 and len(session.workspace.marking.regions) == 0, "the shape is away"
+    after(
+        page,
+        lambda: page.mouse.click(track["x"] + track["width"] * (16.5 / 32), track["y"] + track["height"] / 2),
+    )
+    assert session.tracking.position == 16 and len(session.workspace.marking.regions) == 0, (
+        "the shape is away"
+    )
     assert page.locator("#gar-track-frame input[type=number]").input_value() == "16"
 
 
