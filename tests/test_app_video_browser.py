@@ -14,7 +14,7 @@ import uuid
 
 import numpy as np
 import pytest
-from browser import ARTIFACTS, after, browser, drag, open_page, page  # fmt: skip
+from browser import ARTIFACTS, after, browser, drag, open_page, page, short_answers  # fmt: skip
 
 from gar_app.images import mask_box
 from gar_app.tracking.synthetic import moving_shape_clip, write_clip
@@ -107,6 +107,22 @@ def test_mark_propagate_scrub_and_see_the_mask_on_a_later_frame(page, gar_app_se
     shown = session.workspace.marking.regions[0].mask  # what the canvas was sent for this frame
     assert iou(shown, synthetic.truth[position]) >= 0.85
     assert np.array_equal(np.asarray(session.workspace.image), session.tracking.clip.frame(position))
+
+    short_answers(page)  # tiny GAR, a few tokens a caption
+    page.locator("#gar-describe-count input").fill("3")
+    page.get_by_role("button", name="Describe over time").click()
+    notice_says(page, "Pinned 3 caption(s) of <Prompt0>")
+    captions = session.tracking.tracks.regions[0].captions
+    pins = page.locator('#gar-timeline .gar-tl-row[data-tag="<Prompt0>"] .gar-tl-pin')
+    assert pins.count() == 3
+    assert [int(p.get_attribute("data-position")) for p in pins.all()] == [c.position for c in captions]
+    assert pins.nth(1).get_attribute("title").endswith(captions[1].text), "the caption shows on hover"
+    after(page, lambda: pins.nth(1).click())
+    assert session.tracking.position == captions[1].position
+    said = page.locator("#gar-timeline .gar-tl-caption")
+    assert said.inner_text().startswith("<Prompt0> — frame") and captions[1].text in said.inner_text()
+    assert captions[1].text in page.locator("#gar-region-list").inner_text(), "and in the region list"
+    page.locator("#gar-canvas").scroll_into_view_if_needed()
     page.screenshot(path=str(ARTIFACTS / "video-tracking-1280.png"))
 
     track = page.locator('#gar-timeline .gar-tl-row[data-tag="<Prompt0>"] .gar-tl-track').bounding_box()
