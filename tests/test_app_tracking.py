@@ -336,3 +336,29 @@ def test_closing_the_session_lets_go_of_the_video(gar_app_server, clip):
     assert session.tracking is None and not clip_of._capture.isOpened()
     result = client.predict(3, api_name="/seek_frame")
     assert "no video is being tracked" in notice(result)
+
+
+def test_the_preview_clip_shows_the_regions_on_every_frame(gar_app_server, clip):
+    import cv2
+
+    _path, synthetic = clip
+    client, _result, session = tracked(gar_app_server, clip)
+    result = client.predict(api_name="/preview_clip")
+    assert "Preview of" in notice(result), notice(result)
+    update = result[-2]  # the preview player: shown, with the clip
+    assert update["visible"] is True
+    path = update["value"]
+    assert str(path).endswith(".preview.webm")
+    capture = cv2.VideoCapture(str(path))
+    frames = []
+    while True:
+        ok, frame = capture.read()
+        if not ok:
+            break
+        frames.append(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB).astype(int))
+    capture.release()
+    assert len(frames) == 32
+    for position in (0, 24):
+        inside = synthetic.truth[position]
+        tint = frames[position] - np.asarray(synthetic.frames[position], int)
+        assert tint[inside][:, 0].mean() > 20 > abs(tint[~inside][:, 0].mean()), "red over the shape only"
