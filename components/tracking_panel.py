@@ -24,6 +24,7 @@ from gar_app.errors import InputError
 
 TIMELINE_TEMPLATE = '<div class="gar-tl" aria-label="Timeline: where each region is present"></div>'
 TIMELINE_SCRIPT = (Path(__file__).resolve().parent / "timeline.js").read_text()
+SHOW_CANVAS = "() => { document.querySelector('#gar-canvas')?.scrollIntoView({block: 'nearest'}); }"  # after the tab switch
 
 
 @dataclass
@@ -194,7 +195,7 @@ def wire(
     views = [*wiring.views, ui.view]
     inputs = [video_ui.video, video_ui.fps_cap, video_ui.max_frames]
     video_ui.track.click(**wiring.event(track_video, inputs, views=views, extra={"tabs": tabs}), preprocess=False,
-                         api_name="track_video")  # fmt: skip
+                         api_name="track_video").then(None, js=SHOW_CANVAS, api_visibility="private")  # fmt: skip
     ui.frame.release(**wiring.event(seek_frame, [ui.frame], views=views), api_name="seek_frame")
     ui.timeline.seek(**wiring.event(seek_clicked, views=views), api_visibility="private")
     busy = {"show_progress": "full", "show_progress_on": [ui.timeline]}

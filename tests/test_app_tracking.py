@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 from gradio_client import handle_file
 from PIL import Image
+from tracking_helpers import SlowTracker, tracking_session
 
 from gar_app import export
 from gar_app.images import mask_box
@@ -94,18 +95,7 @@ def tracked(gar_app_server, clip) -> tuple:
     client.predict(*box_around(synthetic.truth[0]), api_name="/box")
     result = client.predict(api_name="/propagate")
     assert "Propagated through 31 frames with the classical OpenCV tracker" in notice(result), notice(result)
-    return client, result, server_session(gar_app_server, path.name)
-
-
-def server_session(app, name: str):
-    """The server-side session tracking the video ``name``."""
-    from components.session import Session
-
-    for state in list(app.demo.state_holder.session_data.values()):
-        for value in list(state.state_data.values()):
-            if isinstance(value, Session) and value.tracking is not None and value.tracking.name == name:
-                return value
-    raise AssertionError(f"no session tracks {name}")
+    return client, result, tracking_session(gar_app_server, path.name)
 
 
 def test_propagate_puts_the_tracked_mask_on_later_frames_and_the_timeline(gar_app_server, clip):
@@ -255,24 +245,6 @@ def test_bad_videos_give_a_clear_notice(gar_app_server, tmp_path):
                                                                    api_name="/track_video"))  # fmt: skip
 
 
-class SlowTracker:
-    """The classical tracker with 0.2 s per frame, so a Cancel lands in the middle."""
-
-    def __init__(self):
-        from gar_app.tracking.classical import ClassicalTracker
-
-        self.inner = ClassicalTracker()
-        self.name = "slow tracker"
-
-    def segment(self, frame, prompt):
-        return self.inner.segment(frame, prompt)
-
-    def track(self, clip, run, masks):
-        for step in self.inner.track(clip, run, masks):
-            time.sleep(0.2)
-            yield step
-
-
 def test_cancel_stops_a_running_propagation_and_keeps_the_frames_done(gar_app_server, clip):
     path, synthetic = clip
     path = unique_copy(path)
@@ -282,7 +254,7 @@ def test_cancel_stops_a_running_propagation_and_keeps_the_frames_done(gar_app_se
         client = gar_app_server.client()
         client.predict(handle_file(str(path)), 0, 0, api_name="/track_video")
         client.predict(*box_around(synthetic.truth[0]), api_name="/box")
-        session = server_session(gar_app_server, path.name)
+        session = tracking_session(gar_app_server, path.name)
         masks = session.tracking.tracks.regions[0].masks
         job = client.submit(api_name="/propagate")
         deadline = time.time() + 60
@@ -339,26 +311,17 @@ def test_closing_the_session_lets_go_of_the_video(gar_app_server, clip):
 
 
 def test_the_preview_clip_shows_the_regions_on_every_frame(gar_app_server, clip):
-    import cv2
+    from gar_app.tracking import open_video
 
     _path, synthetic = clip
-    client, _result, session = tracked(gar_app_server, clip)
+    client, _result, _session = tracked(gar_app_server, clip)
     result = client.predict(api_name="/preview_clip")
     assert "Preview of" in notice(result), notice(result)
     update = result[-2]  # the preview player: shown, with the clip
-    assert update["visible"] is True
-    path = update["value"]
-    assert str(path).endswith(".preview.webm")
-    capture = cv2.VideoCapture(str(path))
-    frames = []
-    while True:
-        ok, frame = capture.read()
-        if not ok:
-            break
-        frames.append(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB).astype(int))
-    capture.release()
-    assert len(frames) == 32
-    for position in (0, 24):
-        inside = synthetic.truth[position]
-        tint = frames[position] - np.asarray(synthetic.frames[position], int)
-        assert tint[inside][:, 0].mean() > 20 > abs(tint[~inside][:, 0].mean()), "red over the shape only"
+    assert update["visible"] is True and update["value"].endswith(".preview.webm")
+    with open_video(update["value"]) as preview:
+        assert len(preview) == 32
+        for position in (0, 24):
+            inside = synthetic.truth[position]
+            tint = preview.frame(position).astype(int) - np.asarray(synthetic.frames[position], int)
+            assert tint[inside][:, 0].mean() > 20 > abs(tint[~inside][:, 0].mean()), "red over the shape only"

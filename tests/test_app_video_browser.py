@@ -15,6 +15,7 @@ import uuid
 import numpy as np
 import pytest
 from browser import ARTIFACTS, after, browser, drag, open_page, page, short_answers  # fmt: skip
+from tracking_helpers import SlowTracker, tracking_session
 
 from gar_app.images import mask_box
 from gar_app.tracking.synthetic import moving_shape_clip, write_clip
@@ -32,16 +33,6 @@ def clip_file(synthetic, folder):
     """The clip as WebM (VP8 plays in the Video tab's player) under a name no other test uses,
     so its server session can be found."""
     return write_clip(folder / f"shapes-{uuid.uuid4().hex[:8]}.webm", synthetic.frames, synthetic.fps, "VP80")
-
-
-def tracking_session(app, name: str):
-    from components.session import Session
-
-    for state in list(app.demo.state_holder.session_data.values()):
-        for value in list(state.state_data.values()):
-            if isinstance(value, Session) and value.tracking is not None and value.tracking.name == name:
-                return value
-    raise AssertionError(f"no session tracks {name}")
 
 
 def notice_says(page, text: str) -> None:
@@ -134,24 +125,6 @@ def test_mark_propagate_scrub_and_see_the_mask_on_a_later_frame(page, gar_app_se
         "the shape is away"
     )
     assert page.locator("#gar-track-frame input[type=number]").input_value() == "16"
-
-
-class SlowTracker:
-    """The classical tracker at 0.2 s a frame, so Cancel lands in the middle of a propagation."""
-
-    def __init__(self):
-        from gar_app.tracking.classical import ClassicalTracker
-
-        self.inner = ClassicalTracker()
-        self.name = "slow tracker"
-
-    def segment(self, frame, prompt):
-        return self.inner.segment(frame, prompt)
-
-    def track(self, clip, run, masks):
-        for step in self.inner.track(clip, run, masks):
-            time.sleep(0.2)
-            yield step
 
 
 def test_cancel_stops_a_propagation(page, gar_app_server, synthetic, tmp_path):
