@@ -1,6 +1,7 @@
 // The tracking timeline (gr.HTML js_on_load): one row per region, its colour where it is
 // present, ticks at its keyframes, pins at its captions, and a line at the current frame.
-// Clicking a row or the ruler shows that frame; a caption pin shows its caption below.
+// Clicking a row shows that frame; a caption pin shows its frame and caption; a tag chooses
+// the region the next marks edit (also where it is absent: the mark puts it on this frame).
 // All text goes in through textContent, never as markup.
 
 const box = element.querySelector('.gar-tl');
@@ -33,6 +34,8 @@ function render() {
     if (r) {
       row.dataset.tag = r.tag;
       chip.textContent = r.tag;
+      chip.title = 'Mark ' + r.tag + ' on this frame';
+      chip.setAttribute('role', 'button');
       chip.style.background = r.colour;
       chip.style.color = r.ink;
     } else chip.textContent = 'no region';
@@ -68,6 +71,8 @@ function render() {
 
 box.addEventListener('click', (event) => {
   const v = props.value;
+  const chip = event.target.closest('.gar-tl-chip');
+  if (chip && chip.parentElement.dataset.tag) { trigger('pick', {tag: chip.parentElement.dataset.tag}); return; }
   const pin = event.target.closest('.gar-tl-pin');
   if (pin) { trigger('seek', {position: Number(pin.dataset.position)}); return; }
   const track = event.target.closest('.gar-tl-track');

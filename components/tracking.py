@@ -52,6 +52,7 @@ class Tracking:
     synced: tuple = ()  # (marking id, version) last handed to the tracks
     cancel: threading.Event = field(default_factory=threading.Event)
     dirty: bool = False  # work since the last export or import
+    target: int | None = None  # a region absent on this frame that the next new mark re-marks here
     _files: Path | None = None
 
     @property
@@ -175,8 +176,22 @@ def show(session: Session, position: int) -> None:
     marking.reserved = lambda: own() | set(tracks.regions)  # a region absent here keeps its tag
     ws.mark_saved()
     session.pending_image = None
-    tracking.position, tracking.frame = position, ws.image
+    tracking.position, tracking.frame, tracking.target = position, ws.image, None
     tracking.synced = (id(marking), marking.version)
+
+
+def pick(session: Session, key: int | str) -> str | None:
+    """Choose the region the next marks edit; one absent on this frame is marked here anew."""
+    tracking = require(session)
+    region = tracking.tracks.region(key)
+    marking = session.workspace.require_marking()
+    if region.index in marking.regions:
+        marking.select(region.index)
+        tracking.target = None
+        return None
+    marking.new_region()
+    tracking.target = region.index
+    return f"{region.tag} is not on this frame: the next mark puts it here (a keyframe; Propagate from it)."
 
 
 def _pin_caption(tracks: VideoTracks, index: int, position: int, text: str) -> None:
@@ -202,18 +217,25 @@ def sync(session: Session) -> None:
         return
     tracks, position = tracking.tracks, tracking.position
     here = {region.index: region for region in marking.regions if region.mask.any()}
+    moved, kept = False, set()
     for index, region in here.items():
-        if index not in tracks.regions:
+        if index not in tracks.regions and tracking.target is not None:  # the picked region, marked anew
+            index, moved, tracking.target = tracking.target, True, None
+            tracks.mark(index, position, mask=region.mask)
+        elif index not in tracks.regions:
             tracks.add_region(position, mask=region.mask, index=index)
         elif tracks.regions[index].masks.get(position) != mask_to_rle(region.mask):
             tracks.mark(index, position, mask=region.mask)
         if region.caption != caption_at(tracks, index, position):
             _pin_caption(tracks, index, position, region.caption)
+        kept.add(index)
     for region in list(tracks):
-        if region.index not in here and region.masks.get(position) is not None:
+        if region.index not in kept and region.masks.get(position) is not None:
             tracks.remove_region(region.index)  # deleted (or undone) on this frame: gone from the video
     tracking.synced = (id(marking), marking.version)
     tracking.dirty = True
+    if moved:  # show the region under its own tag
+        show(session, position)
 
 
 def propagate(session: Session, progress=None) -> str:

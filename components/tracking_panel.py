@@ -39,6 +39,8 @@ class TrackingUI:
     keyframes: gr.Number
     preview: gr.Button
     clip: gr.Video
+    api_tag: gr.Textbox  # hidden: the region /track_region names
+    api_button: gr.Button
 
     @property
     def view(self) -> View:
@@ -62,7 +64,11 @@ def build(services) -> TrackingUI:
         clip = gr.Video(
             label="Preview with the regions", visible=False, interactive=False, elem_id="gar-preview-clip"
         )
-    return TrackingUI(panel, status, frame, timeline, propagate, cancel, describe, keyframes, preview, clip)
+    with gr.Group(visible=False):
+        api_tag = gr.Textbox(label="tag")
+        api_button = gr.Button("api")
+    return TrackingUI(panel, status, frame, timeline, propagate, cancel, describe, keyframes, preview, clip,
+                      api_tag, api_button)  # fmt: skip
 
 
 def _runs(present: list[bool]) -> list[list[int]]:
@@ -143,6 +149,15 @@ def seek_frame(session: Session, position) -> None:
     tracking.show(session, position)
 
 
+def track_region(session: Session, tag: str) -> str | None:
+    """``/track_region``: the region the next marks edit on this frame, also one absent here."""
+    return tracking.pick(session, tag)
+
+
+def region_clicked(session: Session, evt: gr.EventData) -> str | None:
+    return track_region(session, str(getattr(evt, "tag", "")))
+
+
 def seek_clicked(session: Session, evt: gr.EventData) -> None:
     seek_frame(session, getattr(evt, "position", None))
 
@@ -198,6 +213,8 @@ def wire(
                          api_name="track_video").then(None, js=SHOW_CANVAS, api_visibility="private")  # fmt: skip
     ui.frame.release(**wiring.event(seek_frame, [ui.frame], views=views), api_name="seek_frame")
     ui.timeline.seek(**wiring.event(seek_clicked, views=views), api_visibility="private")
+    ui.timeline.pick(**wiring.event(region_clicked, views=views), api_visibility="private")
+    ui.api_button.click(**wiring.event(track_region, [ui.api_tag], views=views), api_name="track_region")
     busy = {"show_progress": "full", "show_progress_on": [ui.timeline]}
     ui.propagate.click(**wiring.event(propagate, views=views, gpu=True, **busy), api_name="propagate")
     ui.cancel.click(cancel_propagation, [wiring.state], None, queue=False, api_name="cancel_propagation")

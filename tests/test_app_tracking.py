@@ -325,3 +325,22 @@ def test_the_preview_clip_shows_the_regions_on_every_frame(gar_app_server, clip)
             inside = synthetic.truth[position]
             tint = preview.frame(position).astype(int) - np.asarray(synthetic.frames[position], int)
             assert tint[inside][:, 0].mean() > 20 > abs(tint[~inside][:, 0].mean()), "red over the shape only"
+
+
+def test_a_region_absent_on_a_frame_is_marked_there_under_its_own_tag(gar_app_server, clip):
+    _path, synthetic = clip
+    client, _result, session = tracked(gar_app_server, clip)
+    tracks = session.tracking.tracks
+    assert client.predict(16, api_name="/seek_frame")[ROWS] == [], "the orange shape is away on frame 16"
+    result = client.predict("<Prompt0>", api_name="/track_region")
+    assert "<Prompt0> is not on this frame: the next mark puts it here" in notice(result)
+    result = client.predict(*box_around(synthetic.companion[16]), api_name="/box")
+    assert [r["tag"] for r in result[ROWS]] == ["<Prompt0>"] and sorted(tracks.regions) == [0], "no <Prompt1>"
+    assert [r["tag"] for r in result[CANVAS]["regions"]] == ["<Prompt0>"]
+    assert sorted(tracks.regions[0].keyframes) == [0, 16]
+    result = client.predict(api_name="/propagate")
+    assert "Propagated through 15 frames" in notice(result), notice(result)
+    for position in (16, 24, 31):
+        assert iou(tracks.mask(0, position), synthetic.companion[position]) >= 0.85, position
+    result = client.predict("<Prompt0>", api_name="/track_region")  # present here: simply selected
+    assert notice(result) == "" and result[ROWS][0]["selected"]
