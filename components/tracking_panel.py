@@ -4,7 +4,7 @@ Describe over time and the preview clip (under the canvas, shown while a video i
 *Track regions in this video* (Video tab) opens the clip with its frame sampling; the
 canvas then shows one frame and every canvas tool marks on it (``components.tracking``
 hands the marks to the tracks). Each action has an API endpoint: ``/track_video``,
-``/seek_frame``, ``/propagate``, ``/cancel_propagation``, ``/describe_over_time``,
+``/seek_frame``, ``/track_region``, ``/propagate``, ``/cancel_propagation``, ``/describe_over_time``,
 ``/preview_clip``; Export and Import JSON write and read the video form while tracking.
 """
 
