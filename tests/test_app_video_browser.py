@@ -126,6 +126,13 @@ def test_mark_propagate_scrub_and_see_the_mask_on_a_later_frame(page, gar_app_se
     )
     assert page.locator("#gar-track-frame input[type=number]").input_value() == "16"
 
+    after(page, lambda: page.locator('#gar-timeline .gar-tl-row[data-tag="<Prompt0>"] .gar-tl-chip').click())
+    notice_says(page, "<Prompt0> is not on this frame: the next mark puts it here")
+    box_marks(page, synthetic.companion[16])  # the tracker "lost" it: put <Prompt0> back here
+    page.wait_for_function("() => document.querySelector('#gar-region-list').textContent.includes('<Prompt0>')")
+    assert "<Prompt1>" not in page.locator("#gar-region-list").inner_text()
+    assert sorted(session.tracking.tracks.regions[0].keyframes) == [0, 16]
+
 
 def test_cancel_stops_a_propagation(page, gar_app_server, synthetic, tmp_path):
     services = gar_app_server.services
