@@ -259,7 +259,7 @@ def cancel(session: Session) -> None:
 
 
 def selected_region(session: Session) -> int:
-    """The region Describe over time and the preview talk about: the current one on the canvas."""
+    """The region *Describe over time* captions: the current one on the canvas (or the only one)."""
     tracks = require(session).tracks
     marking = session.workspace.marking
     if marking is not None and marking.current_region is not None:
@@ -268,7 +268,7 @@ def selected_region(session: Session) -> int:
         return next(iter(tracks.regions))
     if not tracks.regions:
         raise InputError("no region is tracked yet: mark one on the canvas first")
-    raise InputError("select a region first: click its row in the region list")
+    raise InputError("select a region first: click its row in the region list, or its tag on the timeline")
 
 
 def describe_over_time(session: Session, count, settings=None):
