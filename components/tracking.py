@@ -53,6 +53,8 @@ class Tracking:
     cancel: threading.Event = field(default_factory=threading.Event)
     dirty: bool = False  # work since the last export or import
     target: int | None = None  # a region absent on this frame that the next new mark re-marks here
+    loaded: dict = field(default_factory=dict)  # region -> its mask (RLE) on this frame when it was shown
+    keyed: set = field(default_factory=set)  # regions that had a keyframe on this frame when it was shown
     _files: Path | None = None
 
     @property
@@ -177,6 +179,8 @@ def show(session: Session, position: int) -> None:
     ws.mark_saved()
     session.pending_image = None
     tracking.position, tracking.frame, tracking.target = position, ws.image, None
+    tracking.loaded = {r.index: r.masks.get(position) for r in tracks}
+    tracking.keyed = {r.index for r in tracks if position in r.keyframes}
     tracking.synced = (id(marking), marking.version)
 
 
@@ -202,6 +206,19 @@ def _pin_caption(tracks: VideoTracks, index: int, position: int, text: str) -> N
     region.captions = sorted(captions, key=lambda c: c.position)
 
 
+def _remark(tracking: Tracking, index: int, mask, rle: dict) -> None:
+    """A region's mask changed on this frame: a keyframe here, or, when undo brought back the
+    mask the frame was shown with, no keyframe (the one made here is taken back)."""
+    tracks, position = tracking.tracks, tracking.position
+    track = tracks.regions[index]
+    undone = rle == tracking.loaded.get(index) and index not in tracking.keyed
+    if undone and position in track.keyframes and position != track.anchor:
+        tracks.remove_keyframe(index, position)
+        track.masks[position] = rle
+    else:
+        tracks.mark(index, position, mask=mask)
+
+
 def sync(session: Session) -> None:
     """After every event: what the canvas changed on the current frame goes to the tracks."""
     tracking = session.tracking
@@ -224,8 +241,8 @@ def sync(session: Session) -> None:
             tracks.mark(index, position, mask=region.mask)
         elif index not in tracks.regions:
             tracks.add_region(position, mask=region.mask, index=index)
-        elif tracks.regions[index].masks.get(position) != mask_to_rle(region.mask):
-            tracks.mark(index, position, mask=region.mask)
+        elif tracks.regions[index].masks.get(position) != (rle := mask_to_rle(region.mask)):
+            _remark(tracking, index, region.mask, rle)
         if region.caption != caption_at(tracks, index, position):
             _pin_caption(tracks, index, position, region.caption)
         kept.add(index)

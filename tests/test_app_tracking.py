@@ -151,6 +151,23 @@ def test_refining_on_a_later_frame_changes_the_track_from_there_on(gar_app_serve
         assert iou(tracks.mask(0, position), synthetic.truth[position]) < 0.1
 
 
+def test_undoing_a_refinement_takes_its_keyframe_back(gar_app_server, clip):
+    _path, synthetic = clip
+    client, _result, session = tracked(gar_app_server, clip)
+    tracks = session.tracking.tracks
+    before = dict(tracks.regions[0].masks)
+    client.predict(24, api_name="/seek_frame")
+    client.predict("<Prompt0>", api_name="/select_region")
+    client.predict(*box_around(synthetic.companion[24]), api_name="/box")
+    assert sorted(tracks.regions[0].keyframes) == [0, 24]
+    result = client.predict(api_name="/undo")
+    assert sorted(tracks.regions[0].keyframes) == [0] and tracks.regions[0].masks[24] == before[24]
+    assert iou(canvas_mask(result[CANVAS], 0, {}), synthetic.truth[24]) >= 0.85, "the orange shape again"
+    client.predict(api_name="/propagate")  # the frames keyframe 24 had taken are tracked from frame 0 again
+    for position in (24, 28, 31):
+        assert iou(tracks.mask(0, position), synthetic.truth[position]) >= 0.85, position
+
+
 def test_the_chat_on_a_frame_uses_that_frames_masks(gar_app_server, clip):
     client, _result, session = tracked(gar_app_server, clip)
     tracks = session.tracking.tracks
