@@ -31,7 +31,7 @@ from components.session import Session
 from gar_app import export
 from gar_app.errors import GarAppError, InputError
 from gar_app.export import mask_to_rle
-from gar_app.tracking.session import FrameCaption, VideoTracks
+from gar_app.tracking.session import FrameCaption, Keyframe, VideoTracks
 from gar_app.workspace import Services
 
 log = logging.getLogger("gar_app.tracking_ui")
@@ -206,6 +206,13 @@ def _pin_caption(tracks: VideoTracks, index: int, position: int, text: str) -> N
     region.captions = sorted(captions, key=lambda c: c.position)
 
 
+def _keyframe_from(tracks: VideoTracks, index: int, region, position: int) -> None:
+    """The keyframe just made records how the canvas made its mask (points, box, scribble or mask)."""
+    track = tracks.regions[index]
+    if position in track.keyframes:
+        track.keyframes[position] = Keyframe(position, region.source, region.prompt)
+
+
 def _remark(tracking: Tracking, index: int, mask, rle: dict) -> None:
     """A region's mask changed on this frame: a keyframe here, or, when undo brought back the
     mask the frame was shown with, no keyframe (the one made here is taken back)."""
@@ -239,10 +246,13 @@ def sync(session: Session) -> None:
         if index not in tracks.regions and tracking.target is not None:  # the picked region, marked anew
             index, moved, tracking.target = tracking.target, True, None
             tracks.mark(index, position, mask=region.mask)
+            _keyframe_from(tracks, index, region, position)
         elif index not in tracks.regions:
             tracks.add_region(position, mask=region.mask, index=index)
+            _keyframe_from(tracks, index, region, position)
         elif tracks.regions[index].masks.get(position) != (rle := mask_to_rle(region.mask)):
             _remark(tracking, index, region.mask, rle)
+            _keyframe_from(tracks, index, region, position)
         if region.caption != caption_at(tracks, index, position):
             _pin_caption(tracks, index, position, region.caption)
         kept.add(index)

@@ -100,12 +100,15 @@ def tracked(gar_app_server, clip) -> tuple:
 
 def test_propagate_puts_the_tracked_mask_on_later_frames_and_the_timeline(gar_app_server, clip):
     _path, synthetic = clip
-    client, result, _session = tracked(gar_app_server, clip)
+    client, result, session = tracked(gar_app_server, clip)
     status = shown(result[STATUS])
     assert "classical OpenCV tracker" in status and "GAR is an image model" in status
     timeline = result[TIMELINE]
     (region,) = timeline["regions"]
     assert region["tag"] == "<Prompt0>" and region["colour"] == "#FF0000" and region["keyframes"] == [0]
+    assert session.tracking.tracks.regions[0].keyframes[0].source == "box", (
+        "the keyframe says how it was made"
+    )
     present = {p for a, b in region["runs"] for p in range(a, b + 1)}
     visible = {p for p, truth in enumerate(synthetic.truth) if truth.sum() > 200}
     gone = {p for p, truth in enumerate(synthetic.truth) if not truth.any()}
@@ -136,7 +139,7 @@ def test_refining_on_a_later_frame_changes_the_track_from_there_on(gar_app_serve
     client.predict(
         *box_around(synthetic.companion[24]), api_name="/box"
     )  # <Prompt0> is the purple shape from 24
-    assert sorted(tracks.regions[0].keyframes) == [0, 24]
+    assert sorted(tracks.regions[0].keyframes) == [0, 24] and tracks.regions[0].keyframes[24].source == "box"
     client.predict(28, api_name="/seek_frame")
     result = client.predict(api_name="/propagate")
     assert "Propagated through 7 frames" in notice(result), notice(result)
@@ -213,6 +216,7 @@ def test_export_then_import_restores_the_tracks_bit_for_bit(gar_app_server, clip
     text = Path(saved).read_text()
     document = export.video_from_json(text)
     assert document.video.name == name and len(document.regions[0].captions) == 2
+    assert [(k.index, k.source) for k in document.regions[0].keyframes] == [(0, "box")]
 
     fresh = gar_app_server.client()
     message = notice(fresh.predict(handle_file(saved), api_name="/import"))
