@@ -365,3 +365,29 @@ def test_a_region_absent_on_a_frame_is_marked_there_under_its_own_tag(gar_app_se
         assert iou(tracks.mask(0, position), synthetic.companion[position]) >= 0.85, position
     result = client.predict("<Prompt0>", api_name="/track_region")  # present here: simply selected
     assert notice(result) == "" and result[ROWS][0]["selected"]
+
+
+def test_the_app_tracks_with_a_sam2_checkpoint_and_says_so(gar_app_server, clip, tiny_sam2_dir):
+    """The tiny random SAM 2 runs the app's path end to end: masks of the frame's size on every frame."""
+    from components.tracking import app_tracker
+
+    path, synthetic = clip
+    path = unique_copy(path)
+    services = gar_app_server.services
+    saved, services.tracker = services.tracker, app_tracker(str(tiny_sam2_dir), "cpu")
+    try:
+        client = gar_app_server.client()
+        client.predict(handle_file(str(path)), 0, 8, api_name="/track_video")
+        client.predict(*box_around(synthetic.truth[0]), api_name="/box")
+        result = client.predict(api_name="/propagate")
+        assert "Propagated through 7 frames with the SAM 2 video tracker" in notice(result), notice(result)
+        assert "SAM 2 video tracker" in shown(result[STATUS])
+        tracks = tracking_session(gar_app_server, path.name).tracking.tracks
+        assert len(tracks.clip) == 8 and tracks.clip.indices[-1] == 31
+        masks = tracks.regions[0].masks
+        assert sorted(masks) == list(range(8))
+        for position in range(8):
+            mask = tracks.mask(0, position)
+            assert mask is None or mask.shape == (144, 192)
+    finally:
+        services.tracker = saved
