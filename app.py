@@ -2,7 +2,7 @@
 
     python app.py [--model ID_OR_DIR] [--sam CHECKPOINT] [--device DEV] [--host H] [--port P] [--share]
                   [--auth USER:PASS] [--max-file-size 50mb] [--queue-size 64] [--session-ttl 3600]
-                  [--api [--api-key-env VAR] [--allow-dir DIR]] [--mcp]
+                  [--sam2 ID_OR_DIR] [--api [--api-key-env VAR] [--allow-dir DIR]] [--mcp]
 
 Without GAR weights the app still starts, in annotation mode (segment, caption by hand,
 export), and says so on the page.
@@ -17,7 +17,18 @@ import sys
 
 import gradio as gr
 
-from components import ask_bar, canvas, chat, export_panel, mcp_tools, regions_panel, status, video_input
+from components import (
+    ask_bar,
+    canvas,
+    chat,
+    export_panel,
+    mcp_tools,
+    regions_panel,
+    status,
+    tracking,
+    tracking_panel,
+    video_input,
+)
 from components.common import Wiring
 from components.memory import limit_arenas
 from components.session import close_session
@@ -68,6 +79,7 @@ def build_demo(services: Services, session_ttl: float = SESSION_TTL_S) -> gr.Blo
             with gr.Column(scale=3, min_width=320), gr.Tabs(selected="image") as left_tabs:
                 with gr.Tab("Image", id="image"):
                     canvas_ui = canvas.build()
+                    tracking_ui = tracking_panel.build(services)
                 with gr.Tab("Video", id="video"):
                     video_ui = video_input.build()
             with gr.Column(scale=2, min_width=300):
@@ -85,6 +97,7 @@ def build_demo(services: Services, session_ttl: float = SESSION_TTL_S) -> gr.Blo
         export_panel.wire(export_ui, wiring, [ask_ui.view])
         ask_bar.wire(ask_ui, wiring)
         video_input.wire(video_ui, wiring, left_tabs)
+        tracking_panel.wire(tracking_ui, wiring, canvas_ui.stage, video_ui, left_tabs, chat_ui.settings)
 
         def free_closed_tab(request: gr.Request) -> None:
             """The tab closed: free its session now, not an hour later (Gradio's default)."""
@@ -113,6 +126,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--no-model", action="store_true", help="annotation mode: no GAR model at all")
     parser.add_argument("--sam", default=None, help="SAM checkpoint (.pth); default $GAR_APP_SAM_CHECKPOINT or cache")
     parser.add_argument("--no-sam-download", action="store_true", help="never download SAM weights")
+    parser.add_argument("--sam2", default=os.environ.get("GAR_APP_SAM2"),
+                        help="SAM 2 video checkpoint (Hub id or folder) for tracking; default $GAR_APP_SAM2, "
+                        "else the classical OpenCV tracker")  # fmt: skip
     parser.add_argument("--device", default=None, help="cuda, cpu, mps (default: best available)")
     parser.add_argument("--dtype", default=None, choices=["bf16", "fp16", "fp32"])
     parser.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"))
@@ -148,6 +164,7 @@ def main(argv: list[str] | None = None) -> None:
         None if args.no_model else args.model, args.sam, args.device, args.dtype, not args.no_sam_download
     )
     services.max_live_chats = args.max_live_chats
+    services.tracker = tracking.app_tracker(args.sam2, args.device, args.dtype)
     print(status.status_text(services), file=sys.stderr, flush=True)
     demo = build_demo(services, session_ttl=args.session_ttl)
     if args.mcp:

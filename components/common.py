@@ -91,6 +91,7 @@ class Wiring:
         self.state = state
         self.notice = notice
         self.views = list(views)
+        self.after: list[Callable[[Session], None]] = []  # run after every handler (e.g. marks to tracks)
 
     def outputs(self, views: Sequence[View] | None = None, extra: Mapping[str, Component] | None = None) -> list:
         views = self.views if views is None else views
@@ -112,6 +113,11 @@ class Wiring:
             updates[self.notice] = notice_html(note)
         return updates
 
+    def settle(self, session: Session) -> None:
+        """What every event does after its handler: the ``after`` hooks, in order."""
+        for hook in self.after:
+            hook(session)
+
     def event(self, handler: Callable, inputs: Sequence = (), views: Sequence[View] | None = None,
               extra: Mapping[str, Component] | None = None, gpu: bool = False, **options) -> dict:  # fmt: skip
         """Keyword arguments for a listener: ``button.click(**wiring.event(handler, [box]), api_name=...)``.
@@ -126,6 +132,7 @@ class Wiring:
                 session = session_of(state, self.services)
                 try:
                     for result in handler(session, *args):
+                        self.settle(session)
                         yield self.render(session, result, views=views, extra=extra)
                 except Exception as error:  # noqa: BLE001 - shown to the person, logged when unexpected
                     yield self.render(session, error=error, views=views)
@@ -137,7 +144,9 @@ class Wiring:
                 session = session_of(state, self.services)
                 with session.lock:
                     try:
-                        return self.render(session, handler(session, *args), views=views, extra=extra)
+                        result = handler(session, *args)
+                        self.settle(session)
+                        return self.render(session, result, views=views, extra=extra)
                     except Exception as error:  # noqa: BLE001 - shown to the person, logged when unexpected
                         return self.render(session, error=error, views=views)
 

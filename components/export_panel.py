@@ -9,6 +9,7 @@ from pathlib import Path
 
 import gradio as gr
 
+from components import tracking
 from components.common import View, Wiring, payload_path
 from components.session import Session
 from gar_app import export
@@ -46,7 +47,10 @@ def file_stem(name: str) -> str:
 
 
 def export_files(session: Session) -> str:
-    """``/export``: the session as ``NAME.gar.json`` and GAR's training format ``NAME.train.json``."""
+    """``/export``: the session as ``NAME.gar.json`` and GAR's training format ``NAME.train.json``
+    (while a video is tracked: its video form, ``NAME.tracks.gar.json``)."""
+    if session.tracking is not None:
+        return tracking.export_video(session)
     ws = session.workspace
     document = ws.document()
     folder = session.exports()
@@ -61,13 +65,17 @@ def export_files(session: Session) -> str:
 
 
 def import_file(session: Session, upload) -> str:
-    """``/import``: restore an exported session on the image it was made on."""
+    """``/import``: restore an exported session on the image (or tracked video) it was made on."""
     path = payload_path(upload)
     if not path:
         raise InputError("no file was uploaded")
+    export.check_file_size(path, f"the file {Path(path).name}")
+    data = export.parse_json(Path(path).read_bytes())
+    if export.is_video_document(data):
+        return tracking.import_video(session, export.video_from_dict(data))
     ws = session.workspace
     ws.require_image()
-    ws.restore(export.read_document(path))
+    ws.restore(export.from_dict(data))
     return f"Imported {len(ws.regions)} region(s) and {len(ws.conversation.turns)} turn(s)."
 
 

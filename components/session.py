@@ -35,6 +35,7 @@ class Session:
     pending_image: PendingImage | None = None
     renders: int = 0  # canvas updates so far; each carries a new number
     export_paths: list[str] = field(default_factory=list)  # the files of the last export
+    tracking: object | None = None  # components.tracking.Tracking while a video is tracked on the canvas
     lock: threading.RLock = field(default_factory=threading.RLock)
     _exports: Path | None = None
 
@@ -55,6 +56,9 @@ class Session:
         self.sent.clear()
         self.pending_image = None
         self.export_paths = []
+        if self.tracking is not None:
+            self.tracking.close()
+            self.tracking = None
         if self._exports is not None:
             shutil.rmtree(self._exports, ignore_errors=True)
 

@@ -1,16 +1,18 @@
-"""The status line: which GAR checkpoint and device, which segmenter, or annotation mode."""
+"""The status line: which GAR checkpoint and device, which segmenter and video tracker, or annotation mode."""
 
 from __future__ import annotations
 
 import gradio as gr
 
 from components.text import escape
+from components.tracking import tracker_of
 from gar_app.workspace import ANNOTATION_MODE, Services
 
 
 def status_text(services: Services) -> str:
     """Plain text, for the console."""
     segmenter = f"Segmenter: {services.segmenter.name}"
+    segmenter += f"\nVideo tracker: {tracker_of(services).name}"
     if services.gar is None:
         why = f" ({services.gar_problem})" if services.gar_problem else ""
         return f"⚠️ {ANNOTATION_MODE}{why}\n{segmenter}"

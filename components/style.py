@@ -7,6 +7,7 @@ from pathlib import Path
 from gar_app.regions import REGION_COLOURS, hex_to_rgb
 
 CANVAS_CSS = (Path(__file__).resolve().parent / "canvas.css").read_text()
+TIMELINE_CSS = (Path(__file__).resolve().parent / "timeline.css").read_text()
 
 PAGE_CSS = """
 .gar-header { align-items: center; gap: 8px; flex-wrap: wrap; }
@@ -54,7 +55,7 @@ def ink(colour: str) -> str:
 
 
 def css() -> str:
-    rules = [PAGE_CSS, CANVAS_CSS]
+    rules = [PAGE_CSS, CANVAS_CSS, TIMELINE_CSS]
     for index, colour in enumerate(REGION_COLOURS):
         rules.append(f".gar-tag-{index} {{ background: {colour}; color: {ink(colour)}; }}")
     return "\n".join(rules)

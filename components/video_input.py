@@ -1,7 +1,8 @@
-"""A video as input: pick a frame (by slider or time) and annotate it on the canvas.
+"""A video as input: pick a frame (by slider or time) and annotate it on the canvas, or track it.
 
 *Annotate this frame* puts the frame on the canvas (asking first when the current image has
-unsaved work), switches to the Image tab and says so.
+unsaved work), switches to the Image tab and says so. *Track regions in this video* opens
+the whole clip, sampled as set here, for tracking (``components.tracking_panel``).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import gradio as gr
 from components.canvas import show_image
 from components.common import Wiring, payload_path
 from components.session import Session
+from components.tracking import DEFAULT_FPS_CAP, DEFAULT_MAX_FRAMES
 from gar_app import export, video
 from gar_app.errors import InputError
 
@@ -27,6 +29,9 @@ class VideoUI:
     time: gr.Number
     preview: gr.Image
     use: gr.Button
+    fps_cap: gr.Number
+    max_frames: gr.Number
+    track: gr.Button
 
 
 def build() -> VideoUI:
@@ -38,7 +43,14 @@ def build() -> VideoUI:
         time = gr.Number(label="or time (s)", value=0, minimum=0, scale=1)
     preview = gr.Image(label="Frame preview", interactive=False, height=220, elem_id="gar-frame-preview")
     use = gr.Button("Annotate this frame", variant="primary")
-    return VideoUI(clip, frame, time, preview, use)
+    with gr.Group():
+        with gr.Row():
+            fps_cap = gr.Number(DEFAULT_FPS_CAP, label="Track at most this many frames per second (0: all)", minimum=0,
+                                elem_id="gar-track-fps")  # fmt: skip
+            max_frames = gr.Number(DEFAULT_MAX_FRAMES, label="and at most this many frames (0: no limit)", minimum=0,
+                                   precision=0, elem_id="gar-track-max")  # fmt: skip
+        track = gr.Button("Track regions in this video", variant="primary", elem_id="gar-track")
+    return VideoUI(clip, frame, time, preview, use, fps_cap, max_frames, track)
 
 
 def _path(upload) -> str:
