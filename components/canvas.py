@@ -207,7 +207,7 @@ def _number(value, name: str) -> float:
 def show_image(session: Session, source, name: str, video=None) -> str | None:
     """Show a new image or video frame; with unsaved work, ask first (the ask bar offers both)."""
     ws = session.workspace
-    if ws.unsaved:
+    if ws.unsaved or session.tracking_unsaved:
         session.pending_image = PendingImage(source, name, video)
         return None
     ws.set_image(source, name=name, video=video)

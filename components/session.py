@@ -39,6 +39,11 @@ class Session:
     lock: threading.RLock = field(default_factory=threading.RLock)
     _exports: Path | None = None
 
+    @property
+    def tracking_unsaved(self) -> bool:
+        """A video is being tracked and has work since its last export or import."""
+        return self.tracking is not None and self.tracking.dirty
+
     def exports(self) -> Path:
         """This tab's folder for export files (emptied before each export, removed on close)."""
         if self._exports is None or not self._exports.exists():

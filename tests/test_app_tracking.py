@@ -391,3 +391,17 @@ def test_the_app_tracks_with_a_sam2_checkpoint_and_says_so(gar_app_server, clip,
             assert mask is None or mask.shape == (144, 192)
     finally:
         services.tracker = saved
+
+
+def test_opening_another_image_while_tracks_are_unexported_asks_first(gar_app_server, clip):
+    client, _result, session = tracked(gar_app_server, clip)
+    cat = str(Path(__file__).parents[1] / "assets" / "examples" / "cat.jpg")
+    result = client.predict(handle_file(cat), api_name="/load_image")
+    assert "The tracked video shapes-" in shown(result[ASK]) and "has work that is not exported" in shown(result[ASK])
+    assert session.tracking is not None and session.tracking.tracks.presence(0)[5], "nothing is dropped yet"
+    client.predict("stay", api_name="/answer")
+    assert session.tracking is not None and len(session.tracking.tracks.regions) == 1
+    client.predict(handle_file(cat), api_name="/load_image")
+    result = client.predict("switch", api_name="/answer")
+    assert "Opened cat.jpg; the previous work was discarded." in notice(result)
+    assert session.tracking is None, "the person chose to discard the tracks"
