@@ -72,14 +72,14 @@ def question(session: Session) -> tuple[str, list[tuple[str, str]]] | None:
     if pending is not None:
         if session.tracking_unsaved:
             tracks = session.tracking.tracks
-            work = (f"the tracked video {session.tracking.name} has work that is not exported "
+            work = (f"The tracked video {session.tracking.name} has work that is not exported "
                     f"({len(tracks.regions)} tracked region(s))")  # fmt: skip
         else:
             current = ws.info.name if ws.info else "this image"
             work = (f"{current} has work that is not exported ({len(ws.regions)} region(s), "
                     f"{len(ws.conversation.turns) // 2} chat exchange(s))")  # fmt: skip
         return (
-            f"{work[0].upper()}{work[1:]}. Open {pending.name} and discard it? (Export JSON first to keep it.)",
+            f"{work}. Open {pending.name} and discard it? (Export JSON first to keep it.)",
             [(f"Open {pending.name}, discard", "switch"), ("Keep working here", "stay")],
         )
     conflicts = ws.conversation.conflicts(ws.regions)
