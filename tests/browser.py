@@ -168,4 +168,12 @@ def answered(app, image_name: str, turns: int) -> str:
         if finished and app.demo._queue.get_active_worker_count() == 0:
             return conversation.turns[-1].text
         time.sleep(0.05)
-    raise AssertionError(f"no finished answer number {turns // 2}")
+    last = session.turns[-1].finished if session is not None and session.turns else None
+    raise AssertionError(f"no finished answer number {turns // 2}: {len(conversation.turns)} turns, the last "
+                         f"finished: {last}, events running: {app.demo._queue.get_active_worker_count()}")  # fmt: skip
+
+
+def chat_settled(page) -> None:
+    """Wait until the page has taken the chat event's end (Gradio's status tracker on the chat is
+    hidden again): until then a click on Send is ignored, as Gradio ignores a pending event's trigger."""
+    page.wait_for_function("[...document.querySelectorAll('#gar-chat .wrap')].every(w => w.classList.contains('hide'))")

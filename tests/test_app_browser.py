@@ -19,6 +19,7 @@ from browser import (
     after,
     answered,
     browser,
+    chat_settled,
     click_at,
     drag,
     fit,
@@ -232,7 +233,9 @@ def test_the_chat_clear_button_clears_the_conversation(page, gar_app_server, tmp
     def ask(text: str, count: int) -> str:
         question.fill(text)
         page.get_by_role("button", name="Send").click()
-        return answered(gar_app_server, cat.name, count)
+        text = answered(gar_app_server, cat.name, count)
+        chat_settled(page)
+        return text
 
     fresh = ask("What is <Prompt0>?", 2)
     ask("Tell me more about <Prompt0>.", 4)
@@ -259,6 +262,7 @@ def test_deleting_a_region_the_chat_used_asks_and_the_export_keeps_its_mask(page
     page.wait_for_function("document.querySelectorAll('#gar-chat .message.bot').length === 1")
     page.get_by_role("tab", name="Regions").click()
     answered(gar_app_server, coffee.name, 2)
+    chat_settled(page)
     press(page, "Delete")  # <Prompt1> is selected: it was marked last
     ask_bar = page.locator("#gar-ask")
     ask_bar.wait_for()
