@@ -8,9 +8,7 @@ canvas receives after Propagate can be scored against the truth.
 from __future__ import annotations
 
 import base64
-import html
 import io
-import re
 import threading
 import time
 import uuid
@@ -20,6 +18,7 @@ import numpy as np
 import pytest
 from gradio_client import handle_file
 from PIL import Image
+from test_app import shown
 from tracking_helpers import SlowTracker, tracking_session
 
 from gar_app import export
@@ -37,11 +36,6 @@ def clip(tmp_path_factory):
     synthetic = moving_shape_clip(frames=32, companion=True)
     path = write_clip(tmp_path_factory.mktemp("clip") / "shapes.mp4", synthetic.frames, synthetic.fps)
     return path, synthetic
-
-
-def shown(markup: str) -> str:
-    """The text a person reads in an HTML value (tags dropped, entities decoded)."""
-    return html.unescape(re.sub(r"<[^>]+>", "", markup))
 
 
 def notice(result) -> str:
@@ -128,17 +122,20 @@ def test_propagate_puts_the_tracked_mask_on_later_frames_and_the_timeline(gar_ap
     )
 
 
+def refine_at_24(client, synthetic) -> None:
+    """Mark <Prompt0> again on frame 24, boxing the purple shape: the track follows it from there."""
+    client.predict(24, api_name="/seek_frame")
+    client.predict("<Prompt0>", api_name="/select_region")
+    client.predict(*box_around(synthetic.companion[24]), api_name="/box")
+
+
 def test_refining_on_a_later_frame_changes_the_track_from_there_on(gar_app_server, clip):
     _path, synthetic = clip
     client, _result, session = tracked(gar_app_server, clip)
     tracks = session.tracking.tracks
     before = dict(tracks.regions[0].masks)
 
-    client.predict(24, api_name="/seek_frame")
-    client.predict("<Prompt0>", api_name="/select_region")
-    client.predict(
-        *box_around(synthetic.companion[24]), api_name="/box"
-    )  # <Prompt0> is the purple shape from 24
+    refine_at_24(client, synthetic)
     assert sorted(tracks.regions[0].keyframes) == [0, 24] and tracks.regions[0].keyframes[24].source == "box"
     client.predict(28, api_name="/seek_frame")
     result = client.predict(api_name="/propagate")
@@ -159,9 +156,7 @@ def test_undoing_a_refinement_takes_its_keyframe_back(gar_app_server, clip):
     client, _result, session = tracked(gar_app_server, clip)
     tracks = session.tracking.tracks
     before = dict(tracks.regions[0].masks)
-    client.predict(24, api_name="/seek_frame")
-    client.predict("<Prompt0>", api_name="/select_region")
-    client.predict(*box_around(synthetic.companion[24]), api_name="/box")
+    refine_at_24(client, synthetic)
     assert sorted(tracks.regions[0].keyframes) == [0, 24]
     result = client.predict(api_name="/undo")
     assert sorted(tracks.regions[0].keyframes) == [0] and tracks.regions[0].masks[24] == before[24]
