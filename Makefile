@@ -13,10 +13,12 @@ app:
 
 test: setup
 	HF_HUB_OFFLINE=1 $(PY) -m ruff check .
+	HF_HUB_OFFLINE=1 $(PY) -m ruff format --check .
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -q $(ARGS)
 
 lint: setup
 	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
 
 bench: setup
 	HF_HUB_OFFLINE=1 $(PY) bench/bench_model.py

@@ -121,32 +121,62 @@ def parse_auth(value: str | None) -> tuple[str, str] | None:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Start the GAR App web UI.")
-    parser.add_argument("--model", default=os.environ.get("GAR_APP_MODEL", DEFAULT_MODEL),
-                        help=f"GAR checkpoint folder or Hub id (default {DEFAULT_MODEL})")  # fmt: skip
+    parser.add_argument(
+        "--model",
+        default=os.environ.get("GAR_APP_MODEL", DEFAULT_MODEL),
+        help=f"GAR checkpoint folder or Hub id (default {DEFAULT_MODEL})",
+    )
     parser.add_argument("--no-model", action="store_true", help="annotation mode: no GAR model at all")
-    parser.add_argument("--sam", default=None, help="SAM checkpoint (.pth); default $GAR_APP_SAM_CHECKPOINT or cache")
+    parser.add_argument(
+        "--sam", default=None, help="SAM checkpoint (.pth); default $GAR_APP_SAM_CHECKPOINT or cache"
+    )
     parser.add_argument("--no-sam-download", action="store_true", help="never download SAM weights")
-    parser.add_argument("--sam2", default=os.environ.get("GAR_APP_SAM2"),
-                        help="SAM 2 video checkpoint (Hub id or folder) for tracking; default $GAR_APP_SAM2, "
-                        "else the classical OpenCV tracker")  # fmt: skip
+    parser.add_argument(
+        "--sam2",
+        default=os.environ.get("GAR_APP_SAM2"),
+        help="SAM 2 video checkpoint (Hub id or folder) for tracking; default $GAR_APP_SAM2, "
+        "else the classical OpenCV tracker",
+    )
     parser.add_argument("--device", default=None, help="cuda, cpu, mps (default: best available)")
     parser.add_argument("--dtype", default=None, choices=["bf16", "fp16", "fp32"])
     parser.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"))
     parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", 7860)))
     parser.add_argument("--share", action="store_true", help="also serve through a public gradio.live link")
     parser.add_argument("--concurrency", type=int, default=4, help="sessions served at once (model calls: 1)")
-    parser.add_argument("--max-live-chats", type=int, default=8,
-                        help="conversations that keep their KV cache between turns (the rest recompute)")  # fmt: skip
-    parser.add_argument("--auth", default=os.environ.get("GAR_APP_AUTH"),
-                        help="USER:PASS to require a login (default $GAR_APP_AUTH; none)")  # fmt: skip
-    parser.add_argument("--max-file-size", default=os.environ.get("GAR_APP_MAX_FILE_SIZE", "50mb"),
-                        help="largest upload, e.g. 50mb (default 50mb)")  # fmt: skip
-    parser.add_argument("--queue-size", type=int, default=int(os.environ.get("GAR_APP_QUEUE_SIZE", 64)),
-                        help="events that may wait in the queue; more are turned away (default 64)")  # fmt: skip
-    parser.add_argument("--session-ttl", type=float, default=SESSION_TTL_S,
-                        help=f"seconds an idle session is kept (default {SESSION_TTL_S})")  # fmt: skip
-    parser.add_argument("--api", action="store_true", help="also serve the OpenAI-compatible API at /v1 (as gar-app serve)")
-    parser.add_argument("--mcp", action="store_true", help="also serve describe_region and ask_about_regions as MCP tools")
+    parser.add_argument(
+        "--max-live-chats",
+        type=int,
+        default=8,
+        help="conversations that keep their KV cache between turns (the rest recompute)",
+    )
+    parser.add_argument(
+        "--auth",
+        default=os.environ.get("GAR_APP_AUTH"),
+        help="USER:PASS to require a login (default $GAR_APP_AUTH; none)",
+    )
+    parser.add_argument(
+        "--max-file-size",
+        default=os.environ.get("GAR_APP_MAX_FILE_SIZE", "50mb"),
+        help="largest upload, e.g. 50mb (default 50mb)",
+    )
+    parser.add_argument(
+        "--queue-size",
+        type=int,
+        default=int(os.environ.get("GAR_APP_QUEUE_SIZE", 64)),
+        help="events that may wait in the queue; more are turned away (default 64)",
+    )
+    parser.add_argument(
+        "--session-ttl",
+        type=float,
+        default=SESSION_TTL_S,
+        help=f"seconds an idle session is kept (default {SESSION_TTL_S})",
+    )
+    parser.add_argument(
+        "--api", action="store_true", help="also serve the OpenAI-compatible API at /v1 (as gar-app serve)"
+    )
+    parser.add_argument(
+        "--mcp", action="store_true", help="also serve describe_region and ask_about_regions as MCP tools"
+    )
     add_api_options(parser)
     return parser.parse_args(argv)
 
@@ -175,9 +205,17 @@ def main(argv: list[str] | None = None) -> None:
 
         routes.append(api_mount(services, options))
     demo.queue(default_concurrency_limit=args.concurrency, max_size=args.queue_size)
-    demo.launch(server_name=args.host, server_port=args.port, share=args.share, css=css(), show_error=True,
-                auth=auth, max_file_size=args.max_file_size, mcp_server=args.mcp,
-                app_kwargs={"routes": routes})  # fmt: skip
+    demo.launch(
+        server_name=args.host,
+        server_port=args.port,
+        share=args.share,
+        css=css(),
+        show_error=True,
+        auth=auth,
+        max_file_size=args.max_file_size,
+        mcp_server=args.mcp,
+        app_kwargs={"routes": routes},
+    )
 
 
 if __name__ == "__main__":

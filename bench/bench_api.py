@@ -57,7 +57,9 @@ def timed(client, messages, tokens: int) -> tuple[str, float, float]:
     started = time.perf_counter()
     first = None
     pieces = []
-    for chunk in client.chat.completions.create(model=None, messages=messages, max_tokens=tokens, stream=True):
+    for chunk in client.chat.completions.create(
+        model=None, messages=messages, max_tokens=tokens, stream=True
+    ):
         if chunk.choices and chunk.choices[0].delta.content:
             first = first or time.perf_counter() - started
             pieces.append(chunk.choices[0].delta.content)
@@ -65,7 +67,9 @@ def timed(client, messages, tokens: int) -> tuple[str, float, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--model", help="checkpoint folder or Hub id (default: a random checkpoint)")
     parser.add_argument("--random-size", default="tiny", choices=["tiny", "gar-1b"])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -76,7 +80,9 @@ def main() -> None:
 
     work = tempfile.TemporaryDirectory()
     model = args.model or write_tiny_gar(
-        Path(work.name) / args.random_size, preset=args.random_size, device=args.device,
+        Path(work.name) / args.random_size,
+        preset=args.random_size,
+        device=args.device,
         dtype=torch.bfloat16 if args.random_size != "tiny" else torch.float32,
     )
     gar = load_gar(model, device=args.device, dtype=args.dtype)
@@ -89,18 +95,32 @@ def main() -> None:
     image.save(buffer, "JPEG", quality=95)
     url = "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode()
     regions = [{"type": "region", "tag": f"<Prompt{k}>", "mask": mask_to_rle(m)} for k, m in enumerate(masks)]
-    first_question = {"role": "user", "content": [{"type": "image_url", "image_url": {"url": url}}, *regions,
-                                                  {"type": "text", "text": "What is <Prompt0> doing?"}]}
+    first_question = {
+        "role": "user",
+        "content": [
+            {"type": "image_url", "image_url": {"url": url}},
+            *regions,
+            {"type": "text", "text": "What is <Prompt0> doing?"},
+        ],
+    }
     timed(holding, [first_question], 2)  # warm-up
 
     runs: dict[str, list[tuple[float, float]]] = {"new": [], "held": [], "recomputed": []}
     for repeat in range(args.repeats):
-        question = {**first_question, "content": [*first_question["content"][:-1],
-                                                  {"type": "text", "text": f"({repeat}) What is <Prompt0> doing?"}]}
+        question = {
+            **first_question,
+            "content": [
+                *first_question["content"][:-1],
+                {"type": "text", "text": f"({repeat}) What is <Prompt0> doing?"},
+            ],
+        }
         answer, *new = timed(holding, [question], args.new_tokens)
         runs["new"].append(new)
-        follow_up = [question, {"role": "assistant", "content": answer},
-                     {"role": "user", "content": "How does <Prompt1> relate to <Prompt0>?"}]
+        follow_up = [
+            question,
+            {"role": "assistant", "content": answer},
+            {"role": "user", "content": "How does <Prompt1> relate to <Prompt0>?"},
+        ]
         runs["recomputed"].append(timed(forgetting, follow_up, args.new_tokens)[1:])
         runs["held"].append(timed(holding, follow_up, args.new_tokens)[1:])
     stats = held_app.state.gar_api.engine.stats()
@@ -108,15 +128,24 @@ def main() -> None:
     def median(kind: str, which: int) -> float:
         return statistics.median(run[which] for run in runs[kind])
 
-    print(f"model: {model} on {gar.device} ({gar.model.dtype}); image {image.width}x{image.height}, "
-          f"2 regions; median of {args.repeats}, {args.new_tokens} new tokens at most, streamed")
-    for kind, label in (("new", "new conversation"), ("held", "follow-up, held"),
-                        ("recomputed", "follow-up, recomputed")):
-        print(f"{label:24s} first text {median(kind, 0) * 1000:8.1f} ms   total {median(kind, 1) * 1000:8.1f} ms")
+    print(
+        f"model: {model} on {gar.device} ({gar.model.dtype}); image {image.width}x{image.height}, "
+        f"2 regions; median of {args.repeats}, {args.new_tokens} new tokens at most, streamed"
+    )
+    for kind, label in (
+        ("new", "new conversation"),
+        ("held", "follow-up, held"),
+        ("recomputed", "follow-up, recomputed"),
+    ):
+        print(
+            f"{label:24s} first text {median(kind, 0) * 1000:8.1f} ms   total {median(kind, 1) * 1000:8.1f} ms"
+        )
     print(f"held conversations reused: {stats['conversations']['reused']} of {2 * args.repeats + 1} requests")
-    print(f"follow-up held vs recomputed: {median('recomputed', 0) / median('held', 0):.1f}x faster to first text, "
-          f"{median('recomputed', 1) / median('held', 1):.1f}x faster overall; "
-          f"vs a new conversation: {median('new', 1) / median('held', 1):.1f}x faster overall")
+    print(
+        f"follow-up held vs recomputed: {median('recomputed', 0) / median('held', 0):.1f}x faster to first text, "
+        f"{median('recomputed', 1) / median('held', 1):.1f}x faster overall; "
+        f"vs a new conversation: {median('new', 1) / median('held', 1):.1f}x faster overall"
+    )
     work.cleanup()
 
 

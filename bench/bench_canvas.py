@@ -28,8 +28,15 @@ from gar_app.segment.base import CheckedPrompt, Segmenter, SegmentResult  # noqa
 
 WIDTH, HEIGHT = 2048, 1536
 CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run"]  # fmt: skip
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 
 
 class DiscSegmenter(Segmenter):
@@ -74,7 +81,9 @@ def before_demo(services):
 
     with gr.Blocks() as demo:
         state = gr.State(None)
-        canvas = gr.Image(type="filepath", sources=["upload"], interactive=True, elem_id="gar-canvas", height=560)
+        canvas = gr.Image(
+            type="filepath", sources=["upload"], interactive=True, elem_id="gar-canvas", height=560
+        )
         canvas.upload(load, [state, canvas], [state, gr.State()])
         canvas.select(clicked, [state], [state, canvas])
     return demo
@@ -104,8 +113,10 @@ def measure(page, cdp, target, clicks: int, canvas: bool) -> tuple[list[float], 
         box = target()
         x = box["x"] + box["width"] * (0.25 + 0.5 * (i % 4) / 3)
         y = box["y"] + box["height"] * (0.3 + 0.4 * (i // 4 % 2))
-        page.evaluate("() => { window.__clickAt = null; window.addEventListener('pointerdown', "
-                      "() => { window.__clickAt = performance.now(); }, {once: true, capture: true}); }")  # fmt: skip
+        page.evaluate(
+            "() => { window.__clickAt = null; window.addEventListener('pointerdown', "
+            "() => { window.__clickAt = performance.now(); }, {once: true, capture: true}); }"
+        )
         version = page.evaluate("() => window.__garCanvasPainted ? window.__garCanvasPainted.version : 0")
         received.clear()
         page.evaluate(WATCH_CANVAS if canvas else WATCH_IMG, *([version] if canvas else []))
@@ -133,8 +144,10 @@ def main() -> None:
     results = {}
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        for name, demo, canvas in [("before: server-drawn photo", before_demo(Services(DiscSegmenter())), False),
-                                   ("after: compact masks on the canvas", build_demo(Services(DiscSegmenter())), True)]:  # fmt: skip
+        for name, demo, canvas in [
+            ("before: server-drawn photo", before_demo(Services(DiscSegmenter())), False),
+            ("after: compact masks on the canvas", build_demo(Services(DiscSegmenter())), True),
+        ]:
             demo.queue()
             _app, url, _ = demo.launch(prevent_thread_lock=True, quiet=True, css=css())
             page = browser.new_page(viewport={"width": 1280, "height": 800})
@@ -144,8 +157,10 @@ def main() -> None:
             if canvas:
                 page.wait_for_function("document.querySelector('.gar-cv-has-image')")
             else:
-                page.wait_for_function("document.querySelector('#gar-canvas img') && "
-                                       "document.querySelector('#gar-canvas img').complete")  # fmt: skip
+                page.wait_for_function(
+                    "document.querySelector('#gar-canvas img') && "
+                    "document.querySelector('#gar-canvas img').complete"
+                )
             target = page.locator("#gar-canvas canvas" if canvas else "#gar-canvas img")
             cdp = page.context.new_cdp_session(page)
             measure(page, cdp, target.bounding_box, 2, canvas)  # warm-up
@@ -155,14 +170,18 @@ def main() -> None:
             demo.close()
         browser.close()
 
-    print(f"{WIDTH}x{HEIGHT} image, {args.clicks} clicks each, Chromium headless (software rendering), "
-          "stand-in segmenter")  # fmt: skip
+    print(
+        f"{WIDTH}x{HEIGHT} image, {args.clicks} clicks each, Chromium headless (software rendering), "
+        "stand-in segmenter"
+    )
     print(f"{'':38s} {'click -> painted (median)':>26s} {'bytes per click (median)':>26s}")
     for name, (times, sizes) in results.items():
         print(f"{name:38s} {statistics.median(times):23.0f} ms {statistics.median(sizes):23,.0f} B")
     (t0, s0), (t1, s1) = results.values()
-    print(f"after / before: time x{statistics.median(t1) / statistics.median(t0):.2f}, "
-          f"bytes x{statistics.median(s1) / statistics.median(s0):.4f}")
+    print(
+        f"after / before: time x{statistics.median(t1) / statistics.median(t0):.2f}, "
+        f"bytes x{statistics.median(s1) / statistics.median(s0):.4f}"
+    )
 
 
 if __name__ == "__main__":

@@ -183,8 +183,9 @@ def agreement(a: list[int], b: list[int]) -> str:
 
 
 def build(args):
-    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[args.dtype or (
-        "bf16" if args.device.startswith("cuda") else "fp32")]
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[
+        args.dtype or ("bf16" if args.device.startswith("cuda") else "fp32")
+    ]
     started = time.perf_counter()
     if args.model is None and args.in_memory:
         gar = random_gar(args.random_size, device=args.device, dtype=dtype, decode="eager")
@@ -194,8 +195,9 @@ def build(args):
     model = args.model
     if model is None:
         save = torch.bfloat16 if args.random_size != "tiny" else torch.float32
-        model = write_tiny_gar(Path(work.name) / args.random_size, preset=args.random_size, dtype=save,
-                               device=args.device)
+        model = write_tiny_gar(
+            Path(work.name) / args.random_size, preset=args.random_size, dtype=save, device=args.device
+        )
         print(f"random {args.random_size} checkpoint written in {time.perf_counter() - started:.1f} s")
     started = time.perf_counter()
     gar = load_gar(model, device=args.device, dtype=dtype, decode="eager")
@@ -204,26 +206,36 @@ def build(args):
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--model", help="checkpoint folder or Hub id (default: a random checkpoint)")
     parser.add_argument("--random-size", default="tiny", choices=["tiny", "gar-1b", "gar-8b"])
-    parser.add_argument("--in-memory", action="store_true", help="build the random model without a checkpoint")
+    parser.add_argument(
+        "--in-memory", action="store_true", help="build the random model without a checkpoint"
+    )
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--dtype", default=None, choices=["bf16", "fp16", "fp32"])
     parser.add_argument("--new-tokens", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--modes", default="eager,static", help="decode paths to compare")
-    parser.add_argument("--bandwidth", type=float, help="card memory bandwidth in TB/s (default: known cards)")
-    parser.add_argument("--variants", action="store_true", help="also time the static decoder's other designs")
+    parser.add_argument(
+        "--bandwidth", type=float, help="card memory bandwidth in TB/s (default: known cards)"
+    )
+    parser.add_argument(
+        "--variants", action="store_true", help="also time the static decoder's other designs"
+    )
     args = parser.parse_args()
 
     gar, work = build(args)
     device = gar.device
     param_bytes = sum(p.numel() * p.element_size() for p in gar.model.parameters())
     card = torch.cuda.get_device_name() if device.type == "cuda" else "CPU"
-    print(f"{card}; torch {torch.__version__}; {param_bytes / 1e9:.2f} GB of parameters "
-          f"({sum(p.numel() for p in gar.model.parameters()) / 1e9:.2f} B, {gar.model.dtype}); "
-          f"prefill attention {gar.config.mllm_config._attn_implementation}")
+    print(
+        f"{card}; torch {torch.__version__}; {param_bytes / 1e9:.2f} GB of parameters "
+        f"({sum(p.numel() for p in gar.model.parameters()) / 1e9:.2f} B, {gar.model.dtype}); "
+        f"prefill attention {gar.config.mllm_config._attn_implementation}"
+    )
     image, masks = demo_inputs()
     settings = GenerationSettings(max_new_tokens=args.new_tokens)
 
@@ -240,9 +252,11 @@ def main() -> None:
     for mode in args.modes.split(","):
         warm = gar.set_decode(mode)
         if mode == "static":
-            print(f"\nstatic decoding: workspace of {gar._decoder.capacity} tokens, "
-                  f"{len(gar._decoder.buckets()) if gar._decoder.uses_graphs else 0} CUDA graphs captured in {warm:.2f} s "
-                  "(once per process, at load)")
+            print(
+                f"\nstatic decoding: workspace of {gar._decoder.capacity} tokens, "
+                f"{len(gar._decoder.buckets()) if gar._decoder.uses_graphs else 0} CUDA graphs captured in {warm:.2f} s "
+                "(once per process, at load)"
+            )
         conversation(gar, ticks, image, masks, settings, 1)  # warm-up
         results[mode] = conversation(gar, ticks, image, masks, settings, args.repeats)
         if mode == "static" and gar._decoder.uses_graphs:
@@ -250,34 +264,53 @@ def main() -> None:
             if args.variants:
                 results["variants"] = step_variants(gar, results[mode]["length"])
 
-    bandwidth = (args.bandwidth * 1e12) if args.bandwidth else next(
-        (value for name, value in BANDWIDTH.items() if name in card), None)
+    bandwidth = (
+        (args.bandwidth * 1e12)
+        if args.bandwidth
+        else next((value for name, value in BANDWIDTH.items() if name in card), None)
+    )
     limit = bandwidth / param_bytes if bandwidth else None
-    print(f"\nmedian of {args.repeats} runs, at most {args.new_tokens} new tokens"
-          + (f"; bandwidth limit {limit:.0f} tokens/s ({bandwidth / 1e12:.2f} TB/s over {param_bytes / 1e9:.2f} GB)"
-             if limit else ""))
+    print(
+        f"\nmedian of {args.repeats} runs, at most {args.new_tokens} new tokens"
+        + (
+            f"; bandwidth limit {limit:.0f} tokens/s ({bandwidth / 1e12:.2f} TB/s over {param_bytes / 1e9:.2f} GB)"
+            if limit
+            else ""
+        )
+    )
     step = results.pop("graph step", None)
     variants = results.pop("variants", {})
     for mode, result in results.items():
         for kind, row in result["summary"].items():
             share = f"  {row['tokens_per_s'] / limit * 100:5.1f}% of the limit" if limit else ""
-            print(f"  {mode:6s} {kind:10s} first token {row['first_token_s'] * 1000:8.1f} ms   "
-                  f"decode {row['tokens_per_s']:8.1f} tokens/s ({row['tokens']:.0f} tokens){share}")
+            print(
+                f"  {mode:6s} {kind:10s} first token {row['first_token_s'] * 1000:8.1f} ms   "
+                f"decode {row['tokens_per_s']:8.1f} tokens/s ({row['tokens']:.0f} tokens){share}"
+            )
     if step:
         share = f", {1 / step / limit * 100:.1f}% of the limit" if limit else ""
-        print(f"  static step alone (graph replay at {results['static']['length']} tokens of context): "
-              f"{step * 1000:.3f} ms = {1 / step:.0f} tokens/s{share}; the rest of each step is the Python loop")
+        print(
+            f"  static step alone (graph replay at {results['static']['length']} tokens of context): "
+            f"{step * 1000:.3f} ms = {1 / step:.0f} tokens/s{share}; the rest of each step is the Python loop"
+        )
         for label, seconds in variants.items():
             print(f"    other design, {label}: {seconds * 1000:.3f} ms")
     for mode, result in results.items():
         cached, recomputed = result["summary"]["follow-up"], result["summary"]["recomputed"]
-        print(f"  {mode:6s} follow-up with the session's cache vs recomputed: "
-              f"{recomputed['first_token_s'] / cached['first_token_s']:.1f}x faster to the first token")
+        print(
+            f"  {mode:6s} follow-up with the session's cache vs recomputed: "
+            f"{recomputed['first_token_s'] / cached['first_token_s']:.1f}x faster to the first token"
+        )
     if {"eager", "static"} <= results.keys():
         for kind in ("first", "follow-up"):
-            speed = results["static"]["summary"][kind]["tokens_per_s"] / results["eager"]["summary"][kind]["tokens_per_s"]
-            print(f"  {kind:10s} static vs eager: {speed:.1f}x tokens/s; greedy tokens "
-                  f"{agreement(results['eager']['tokens'][kind], results['static']['tokens'][kind])}")
+            speed = (
+                results["static"]["summary"][kind]["tokens_per_s"]
+                / results["eager"]["summary"][kind]["tokens_per_s"]
+            )
+            print(
+                f"  {kind:10s} static vs eager: {speed:.1f}x tokens/s; greedy tokens "
+                f"{agreement(results['eager']['tokens'][kind], results['static']['tokens'][kind])}"
+            )
     if work is not None:
         work.cleanup()
 

@@ -96,7 +96,9 @@ def bench_sam(args, image: np.ndarray, masks: list[np.ndarray]) -> None:
         print(f"image encoder in {precision}:")
         print(f"  SAM click, cached embedding:     {cached * 1000:8.1f} ms  ({1 / cached:7.1f} clicks/s)")
         print(f"  SAM click, embedding recomputed: {fresh * 1000:8.1f} ms  ({1 / fresh:7.1f} clicks/s)")
-        print(f"  speed-up from caching: {fresh / cached:.1f}x  (embeddings computed: {segmenter.embeddings_computed})")
+        print(
+            f"  speed-up from caching: {fresh / cached:.1f}x  (embeddings computed: {segmenter.embeddings_computed})"
+        )
 
 
 def bench_overlay(args, image: np.ndarray, masks: list[np.ndarray]) -> None:

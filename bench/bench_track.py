@@ -70,8 +70,12 @@ def bench_fallback(folder: Path) -> None:
 
 def bench_sam2(folder: Path, device: str, dtype: torch.dtype, frames: int) -> None:
     model = build_tiny_sam2("hiera-tiny").to(device=device, dtype=dtype)
-    checkpoint = Sam2Checkpoint(model, tiny_processor("hiera-tiny"), __import__("transformers").Sam2VideoInferenceSession,
-                                "random weights, hiera-tiny size")
+    checkpoint = Sam2Checkpoint(
+        model,
+        tiny_processor("hiera-tiny"),
+        __import__("transformers").Sam2VideoInferenceSession,
+        "random weights, hiera-tiny size",
+    )
     tracker = Sam2Tracker(checkpoint)
     synthetic = moving_shape_clip(frames=frames + 1, width=1280, height=720, shape_size=200)
     path = write_clip(folder / "sam2.mp4", synthetic.frames, synthetic.fps)
@@ -80,9 +84,15 @@ def bench_sam2(folder: Path, device: str, dtype: torch.dtype, frames: int) -> No
         torch.cuda.reset_peak_memory_stats()
     fps, done = propagate_fps(Clip(path), tracker, synthetic.truth[0], device)
     params = sum(p.numel() for p in model.parameters()) / 1e6
-    memory = f", peak GPU memory {torch.cuda.max_memory_allocated() / 2**20:.0f} MB" if device.startswith("cuda") else ""
-    print(f"SAM 2 hiera-tiny size ({params:.1f} M parameters, {str(dtype).removeprefix('torch.')}) on {device}, "
-          f"1280x720, {done} frames: {fps:.2f} frames/s{memory}")
+    memory = (
+        f", peak GPU memory {torch.cuda.max_memory_allocated() / 2**20:.0f} MB"
+        if device.startswith("cuda")
+        else ""
+    )
+    print(
+        f"SAM 2 hiera-tiny size ({params:.1f} M parameters, {str(dtype).removeprefix('torch.')}) on {device}, "
+        f"1280x720, {done} frames: {fps:.2f} frames/s{memory}"
+    )
 
 
 def bench_long(folder: Path, video: Path | None) -> None:
@@ -92,7 +102,9 @@ def bench_long(folder: Path, video: Path | None) -> None:
         video = folder / "long.mp4"
         start = time.perf_counter()
         write_clip(video, long_clip_frames(10.0), 5.0)
-        print(f"10-minute 1080p clip written in {time.perf_counter() - start:.0f} s ({video.stat().st_size >> 20} MB)")
+        print(
+            f"10-minute 1080p clip written in {time.perf_counter() - start:.0f} s ({video.stat().st_size >> 20} MB)"
+        )
     reset_peak()
     before = peak_mb()
     clip = Clip(video)
@@ -107,7 +119,9 @@ def bench_long(folder: Path, video: Path | None) -> None:
     def progress(done: int, total: int) -> None:
         if done % 100 == 0 or done == total:
             bar = "#" * (30 * done // total)
-            print(f"\r  [{bar:<30}] {done}/{total} frames, peak RSS {peak_mb():.0f} MB", end="", file=sys.stderr)
+            print(
+                f"\r  [{bar:<30}] {done}/{total} frames, peak RSS {peak_mb():.0f} MB", end="", file=sys.stderr
+            )
 
     start = time.perf_counter()
     result = tracks.propagate(progress=progress)
@@ -115,9 +129,11 @@ def bench_long(folder: Path, video: Path | None) -> None:
     print(file=sys.stderr)
     peak = peak_mb()
     stored = sum(len(str(r)) for region in tracks for r in region.masks.values()) / 2**20
-    print(f"10-minute 1080p clip, {len(clip)} frames: tracked in {seconds:.0f} s ({result.done / seconds:.1f} frames/s); "
-          f"peak RSS {peak:.0f} MB (before opening the clip: {before:.0f} MB; stated bound: 1024 MB); "
-          f"masks kept as RLE: {stored:.1f} MB")
+    print(
+        f"10-minute 1080p clip, {len(clip)} frames: tracked in {seconds:.0f} s ({result.done / seconds:.1f} frames/s); "
+        f"peak RSS {peak:.0f} MB (before opening the clip: {before:.0f} MB; stated bound: 1024 MB); "
+        f"masks kept as RLE: {stored:.1f} MB"
+    )
     if video_given:
         return
     scores = []  # how well it tracked: IoU with the truth on every 100th frame
@@ -125,8 +141,10 @@ def bench_long(folder: Path, video: Path | None) -> None:
         if index % 100 == 0:
             got = tracks.mask(0, index)
             scores.append(0.0 if got is None else float((got & truth).sum() / (got | truth).sum()))
-    print(f"  IoU with the truth on every 100th frame: min {min(scores):.3f}, mean {sum(scores) / len(scores):.3f}; "
-          f"region present on {sum(tracks.presence(0))} of {len(clip)} frames")
+    print(
+        f"  IoU with the truth on every 100th frame: min {min(scores):.3f}, mean {sum(scores) / len(scores):.3f}; "
+        f"region present on {sum(tracks.presence(0))} of {len(clip)} frames"
+    )
 
 
 def bench_huge(folder: Path) -> None:
@@ -142,19 +160,30 @@ def bench_huge(folder: Path) -> None:
         "print(time.perf_counter() - t, peak, message)"
     )
     start = time.perf_counter()
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         cwd=Path(__file__).resolve().parents[1]).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=Path(__file__).resolve().parents[1],
+    ).stdout
     total = time.perf_counter() - start
     seconds, peak, message = out.split(" ", 2)
-    print(f"16000x16000 video refused {float(seconds):.2f} s after start-up (process total {total:.2f} s), "
-          f"peak memory {float(peak):.0f} MB: {message.strip()}")
+    print(
+        f"16000x16000 video refused {float(seconds):.2f} s after start-up (process total {total:.2f} s), "
+        f"peak memory {float(peak):.0f} MB: {message.strip()}"
+    )
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", default="fp32", choices=["fp32", "bf16", "fp16"])
-    parser.add_argument("--sam2-frames", type=int, default=None, help="frames for SAM 2 (default 2 on CPU, 200 on GPU)")
+    parser.add_argument(
+        "--sam2-frames", type=int, default=None, help="frames for SAM 2 (default 2 on CPU, 200 on GPU)"
+    )
     parser.add_argument("--no-sam2", action="store_true")
     parser.add_argument("--long", action="store_true", help="also track a generated 10-minute 1080p clip")
     parser.add_argument("--long-video", type=Path, help="use this long video instead of generating one")

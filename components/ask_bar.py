@@ -36,7 +36,9 @@ class AskUI:
 
 def build() -> AskUI:
     with gr.Column(visible=False, elem_id="gar-ask", variant="panel") as group:
-        text = gr.HTML("", js_on_load=None, elem_classes=["gar-ask-text"], padding=False, label="Question for you")
+        text = gr.HTML(
+            "", js_on_load=None, elem_classes=["gar-ask-text"], padding=False, label="Question for you"
+        )
         with gr.Row(elem_classes=["gar-actions"]):
             first = gr.Button("Yes", variant="primary", size="sm", elem_id="gar-ask-first")
             second = gr.Button("No", size="sm", elem_id="gar-ask-second")
@@ -72,12 +74,16 @@ def question(session: Session) -> tuple[str, list[tuple[str, str]]] | None:
     if pending is not None:
         if session.tracking_unsaved:
             tracks = session.tracking.tracks
-            work = (f"The tracked video {session.tracking.name} has work that is not exported "
-                    f"({len(tracks.regions)} tracked region(s))")  # fmt: skip
+            work = (
+                f"The tracked video {session.tracking.name} has work that is not exported "
+                f"({len(tracks.regions)} tracked region(s))"
+            )
         else:
             current = ws.info.name if ws.info else "this image"
-            work = (f"{current} has work that is not exported ({len(ws.regions)} region(s), "
-                    f"{len(ws.conversation.turns) // 2} chat exchange(s))")  # fmt: skip
+            work = (
+                f"{current} has work that is not exported ({len(ws.regions)} region(s), "
+                f"{len(ws.conversation.turns) // 2} chat exchange(s))"
+            )
         return (
             f"{work}. Open {pending.name} and discard it? (Export JSON first to keep it.)",
             [(f"Open {pending.name}, discard", "switch"), ("Keep working here", "stay")],
@@ -101,7 +107,12 @@ def render(session: Session) -> list:
     if asked is None:
         return [gr.update(visible=False), "", gr.update(), gr.update()]
     text, choices = asked
-    return [gr.update(visible=True), escape(text), gr.update(value=choices[0][0]), gr.update(value=choices[1][0])]
+    return [
+        gr.update(visible=True),
+        escape(text),
+        gr.update(value=choices[0][0]),
+        gr.update(value=choices[1][0]),
+    ]
 
 
 def _choose(session: Session, slot: int) -> str | None:

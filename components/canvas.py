@@ -40,8 +40,13 @@ from gar_app.regions import region_colour
 
 HERE = Path(__file__).resolve().parent
 ASSETS = HERE.parent / "assets" / "examples"
-TOOLS = {"include": "include", "include point": "include", "exclude": "exclude", "exclude point": "exclude",
-         "box": "box"}  # fmt: skip
+TOOLS = {
+    "include": "include",
+    "include point": "include",
+    "exclude": "exclude",
+    "exclude point": "exclude",
+    "box": "box",
+}
 
 TEMPLATE = (HERE / "canvas.html").read_text()  # static: no data, no ${...}; canvas.js fills it in
 SCRIPT = (HERE / "canvas.js").read_text()
@@ -73,19 +78,37 @@ def build() -> CanvasUI:
         new_region = gr.Button("New region", elem_id="gar-new-region", size="sm", variant="primary")
         undo = gr.Button("Undo", elem_id="gar-undo", size="sm", interactive=False)
         redo = gr.Button("Redo", elem_id="gar-redo", size="sm", interactive=False)
-        mask_upload = gr.UploadButton("Upload mask", file_types=["image"], size="sm", elem_id="gar-mask-upload")
-    stage = gr.HTML(value=None, html_template=TEMPLATE, js_on_load=SCRIPT, label="Canvas",
-                    elem_id="gar-canvas-block", padding=False, apply_default_css=False)  # fmt: skip
+        mask_upload = gr.UploadButton(
+            "Upload mask", file_types=["image"], size="sm", elem_id="gar-mask-upload"
+        )
+    stage = gr.HTML(
+        value=None,
+        html_template=TEMPLATE,
+        js_on_load=SCRIPT,
+        label="Canvas",
+        elem_id="gar-canvas-block",
+        padding=False,
+        apply_default_css=False,
+    )
     image_input = gr.Image(type="filepath", visible=False, label="Image")
-    examples = gr.Examples(example_images(), inputs=[image_input], label="Examples (CC0 photos)",
-                           examples_per_page=8, elem_id="gar-examples")  # fmt: skip
+    examples = gr.Examples(
+        example_images(),
+        inputs=[image_input],
+        label="Examples (CC0 photos)",
+        examples_per_page=8,
+        elem_id="gar-examples",
+    )
     with gr.Group(visible=False):  # inputs of the API-only endpoints (scripts call /mark, /box, /stroke)
         api = {
-            "tool": gr.Textbox(label="tool"), "x": gr.Number(label="x"), "y": gr.Number(label="y"),
-            "x2": gr.Number(label="x2"), "y2": gr.Number(label="y2"),
-            "points": gr.Textbox(label="points"), "radius": gr.Number(label="radius"),
+            "tool": gr.Textbox(label="tool"),
+            "x": gr.Number(label="x"),
+            "y": gr.Number(label="y"),
+            "x2": gr.Number(label="x2"),
+            "y2": gr.Number(label="y2"),
+            "points": gr.Textbox(label="points"),
+            "radius": gr.Number(label="radius"),
             "erase": gr.Checkbox(label="erase"),
-        }  # fmt: skip
+        }
         api_button = gr.Button("api")
     return CanvasUI(stage, image_input, examples, new_region, undo, redo, mask_upload, api, api_button)
 
@@ -131,10 +154,14 @@ def _status(session: Session) -> str:
     marking = ws.marking
     count = len(marking.regions)
     limit = ws.services.prompt_numbers
-    parts = [f"{ws.info.name} · {ws.image.width}×{ws.image.height}",
-             f"{count} region{'s' if count != 1 else ''}" + (f" of at most {limit}" if limit else "")]  # fmt: skip
+    parts = [
+        f"{ws.info.name} · {ws.image.width}×{ws.image.height}",
+        f"{count} region{'s' if count != 1 else ''}" + (f" of at most {limit}" if limit else ""),
+    ]
     if marking.corner is not None:
-        parts.append(f"box corner at ({marking.corner[0]:.0f}, {marking.corner[1]:.0f}): click the opposite corner")
+        parts.append(
+            f"box corner at ({marking.corner[0]:.0f}, {marking.corner[1]:.0f}): click the opposite corner"
+        )
     elif marking.current_region is not None:
         parts.append(f"marks edit {marking.current_region.tag}")
     else:
@@ -163,14 +190,24 @@ def canvas_value(session: Session) -> dict:
     for region in marking.regions:
         prompt = region.prompt
         scribble = None if prompt is None else marking.scribble_of(prompt)
-        value["regions"].append({
-            "index": region.index, "tag": region.tag, "colour": region.colour, "ink": ink(region.colour),
-            "label": list(region.label_point), "mask": _part(session, "m", region.index, region.mask, keys),
-            "points": [[float(x), float(y), int(label)] for (x, y), label in
-                       zip(prompt.points, prompt.labels, strict=True)] if prompt else [],
-            "box": None if prompt is None or prompt.box is None else [float(v) for v in prompt.box],
-            "scribble": _part(session, "s", region.index, scribble, keys),
-        })  # fmt: skip
+        value["regions"].append(
+            {
+                "index": region.index,
+                "tag": region.tag,
+                "colour": region.colour,
+                "ink": ink(region.colour),
+                "label": list(region.label_point),
+                "mask": _part(session, "m", region.index, region.mask, keys),
+                "points": [
+                    [float(x), float(y), int(label)]
+                    for (x, y), label in zip(prompt.points, prompt.labels, strict=True)
+                ]
+                if prompt
+                else [],
+                "box": None if prompt is None or prompt.box is None else [float(v) for v in prompt.box],
+                "scribble": _part(session, "s", region.index, scribble, keys),
+            }
+        )
     value["current"] = marking.current
     try:
         next_index = marking.next_index()
@@ -265,10 +302,16 @@ def mark_box(session: Session, evt: gr.EventData) -> None:
 
 
 def _stroke(session: Session, points, radius, erase) -> None:
-    if not isinstance(points, list) or not points or not all(isinstance(p, list) and len(p) == 2 for p in points):
+    if (
+        not isinstance(points, list)
+        or not points
+        or not all(isinstance(p, list) and len(p) == 2 for p in points)
+    ):
         raise InputError("a stroke is a list of [x, y] points in image pixels")
     line = [[_number(x, "x"), _number(y, "y")] for x, y in points]
-    session.workspace.require_marking().add_stroke(line, _number(radius, "the brush radius"), erase=bool(erase))
+    session.workspace.require_marking().add_stroke(
+        line, _number(radius, "the brush radius"), erase=bool(erase)
+    )
 
 
 def mark_stroke(session: Session, evt: gr.EventData) -> None:
@@ -332,11 +375,15 @@ def wire(ui: CanvasUI, wiring: Wiring) -> None:
     ui.stage.mark_stroke(**wiring.event(mark_stroke), api_visibility="private")
     ui.stage.resync(**wiring.event(resync), api_visibility="private")
     ui.image_input.upload(**wiring.event(load_image, [ui.image_input]), **raw, api_name="load_image")
-    ui.examples.load_input_event.then(**wiring.event(load_image, [ui.image_input]), **raw, api_visibility="private")
+    ui.examples.load_input_event.then(
+        **wiring.event(load_image, [ui.image_input]), **raw, api_visibility="private"
+    )
     api = ui.api
     ui.api_button.click(**wiring.event(api_mark, [api["tool"], api["x"], api["y"]]), api_name="mark")
     ui.api_button.click(**wiring.event(api_box, [api["x"], api["y"], api["x2"], api["y2"]]), api_name="box")
-    ui.api_button.click(**wiring.event(api_stroke, [api["points"], api["radius"], api["erase"]]), api_name="stroke")
+    ui.api_button.click(
+        **wiring.event(api_stroke, [api["points"], api["radius"], api["erase"]]), api_name="stroke"
+    )
     ui.mask_upload.upload(**wiring.event(upload_mask, [ui.mask_upload]), **raw, api_name="upload_mask")
     ui.new_region.click(**wiring.event(new_region), api_name="new_region")
     ui.undo.click(**wiring.event(undo), api_name="undo")

@@ -52,7 +52,9 @@ render();
 """
 
 
-def decoding_settings(mode: str, temperature: float, top_p: float, max_new_tokens: float) -> GenerationSettings:
+def decoding_settings(
+    mode: str, temperature: float, top_p: float, max_new_tokens: float
+) -> GenerationSettings:
     return GenerationSettings(
         max_new_tokens=int(max_new_tokens),
         do_sample=mode == SAMPLING,
@@ -89,10 +91,13 @@ def build(services: Services) -> ChatUI:
         placeholder="Ask about your regions, e.g. <i>What is the relationship between &lt;Prompt0&gt; and "
         "&lt;Prompt1&gt;?</i> Click a tag below to insert it.",
     )
-    chips = gr.HTML(value=[], html_template=CHIPS_TEMPLATE, js_on_load=CHIPS_SCRIPT, padding=False, label="Tags")
+    chips = gr.HTML(
+        value=[], html_template=CHIPS_TEMPLATE, js_on_load=CHIPS_SCRIPT, padding=False, label="Tags"
+    )
     question = gr.Textbox(
         label="Question",
-        placeholder="Mention regions as <Prompt0>, <Prompt1>, … and press Enter" if has_model
+        placeholder="Mention regions as <Prompt0>, <Prompt1>, … and press Enter"
+        if has_model
         else "The chat needs a GAR model.",
         lines=1,
         max_lines=6,
@@ -115,10 +120,11 @@ def build(services: Services) -> ChatUI:
 def colour_tags(text: str) -> str:
     """HTML of a text with each <PromptN> in its region's colour; everything else escaped."""
     return "".join(
-        escape(piece) if index is None
+        escape(piece)
+        if index is None
         else f'<span class="gar-tag gar-tag-{index % len(REGION_COLOURS)}">{escape(piece)}</span>'
         for piece, index in split_tags(text)
-    )  # fmt: skip
+    )
 
 
 def render(session: Session) -> list:
@@ -155,7 +161,9 @@ def new_conversation(session: Session) -> str:
 
 def wire(ui: ChatUI, wiring: Wiring, chat_views: list[View]) -> None:
     def asking(**options) -> dict:
-        event = wiring.event(ask, [ui.question, *ui.settings], views=chat_views, extra={"question": ui.question}, gpu=True)
+        event = wiring.event(
+            ask, [ui.question, *ui.settings], views=chat_views, extra={"question": ui.question}, gpu=True
+        )
         return {**event, "concurrency_limit": 1, "concurrency_id": "gar", **options}
 
     ui.send.click(**asking(api_name="ask"))

@@ -93,11 +93,20 @@ class Wiring:
         self.views = list(views)
         self.after: list[Callable[[Session], None]] = []  # run after every handler (e.g. marks to tracks)
 
-    def outputs(self, views: Sequence[View] | None = None, extra: Mapping[str, Component] | None = None) -> list:
+    def outputs(
+        self, views: Sequence[View] | None = None, extra: Mapping[str, Component] | None = None
+    ) -> list:
         views = self.views if views is None else views
-        return [self.state, *(c for view in views for c in view.components), *(extra or {}).values(), self.notice]
+        return [
+            self.state,
+            *(c for view in views for c in view.components),
+            *(extra or {}).values(),
+            self.notice,
+        ]
 
-    def render(self, session: Session, result=None, error: Exception | None = None, views=None, extra=None) -> dict:
+    def render(
+        self, session: Session, result=None, error: Exception | None = None, views=None, extra=None
+    ) -> dict:
         updates = {self.state: session}
         for view in self.views if views is None else views:
             updates.update(zip(view.components, view.render(session), strict=True))
@@ -118,8 +127,15 @@ class Wiring:
         for hook in self.after:
             hook(session)
 
-    def event(self, handler: Callable, inputs: Sequence = (), views: Sequence[View] | None = None,
-              extra: Mapping[str, Component] | None = None, gpu: bool = False, **options) -> dict:  # fmt: skip
+    def event(
+        self,
+        handler: Callable,
+        inputs: Sequence = (),
+        views: Sequence[View] | None = None,
+        extra: Mapping[str, Component] | None = None,
+        gpu: bool = False,
+        **options,
+    ) -> dict:
         """Keyword arguments for a listener: ``button.click(**wiring.event(handler, [box]), api_name=...)``.
 
         ``views``: the views this event changes (default: all); ``extra``: other components
@@ -151,5 +167,9 @@ class Wiring:
                         return self.render(session, error=error, views=views)
 
         options.setdefault("show_progress", "hidden")  # the canvas and the streamed text show progress
-        return {"fn": on_gpu(run) if gpu else run, "inputs": [self.state, *inputs],
-                "outputs": self.outputs(views, extra), **options}  # fmt: skip
+        return {
+            "fn": on_gpu(run) if gpu else run,
+            "inputs": [self.state, *inputs],
+            "outputs": self.outputs(views, extra),
+            **options,
+        }

@@ -31,8 +31,9 @@ def build() -> ExportUI:
     with gr.Column(min_width=240, elem_classes=["gar-export"]):
         with gr.Row(elem_classes=["gar-actions"]):
             export_button = gr.Button("Export JSON", size="sm", elem_id="gar-export", min_width=110)
-            import_file = gr.UploadButton("Import JSON", file_types=[".json"], file_count="single", size="sm",
-                                          min_width=110)  # fmt: skip
+            import_file = gr.UploadButton(
+                "Import JSON", file_types=[".json"], file_count="single", size="sm", min_width=110
+            )
         files = gr.File(label="Downloads", file_count="multiple", interactive=False, visible=False, height=80)
     return ExportUI(export_button, import_file, files)
 

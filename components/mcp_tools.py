@@ -41,10 +41,12 @@ class GarTools:
         if gar is None:
             raise gr.Error(f"no GAR model is loaded ({self.services.gar_problem or 'annotation mode'})")
         if not isinstance(regions, list) or not regions or not all(isinstance(r, dict) for r in regions):
-            raise gr.Error("regions must be a non-empty list of objects like {\"box\": [x1, y1, x2, y2]}")
+            raise gr.Error('regions must be a non-empty list of objects like {"box": [x1, y1, x2, y2]}')
         try:
-            parts = [parse_region({**r, "tag": tag(k)}, 0, f"regions[{k}]", gar.prompt_numbers)
-                     for k, r in enumerate(regions)]
+            parts = [
+                parse_region({**r, "tag": tag(k)}, 0, f"regions[{k}]", gar.prompt_numbers)
+                for k, r in enumerate(regions)
+            ]
             resolved = resolve_regions(_data_url(image), "image", parts, self.media)
             masks = [resolved.mask(k, self.services.segment) for k in range(len(parts))]
         except (ApiError, GarAppError) as error:
@@ -67,7 +69,9 @@ class GarTools:
         except GarAppError as error:
             raise gr.Error(str(error)) from None
 
-    def ask_about_regions(self, image: str, regions: list[dict], question: str, max_new_tokens: int = 256) -> str:
+    def ask_about_regions(
+        self, image: str, regions: list[dict], question: str, max_new_tokens: int = 256
+    ) -> str:
         """Answer a question about one or more regions of an image with GAR (Grasp Any Region).
 
         Args:
@@ -80,7 +84,9 @@ class GarTools:
         """
         gar, picture, masks = self._regions(image, regions)
         try:
-            return gar.chat(picture, masks).ask(question, GenerationSettings(max_new_tokens=int(max_new_tokens)))
+            return gar.chat(picture, masks).ask(
+                question, GenerationSettings(max_new_tokens=int(max_new_tokens))
+            )
         except GarAppError as error:
             raise gr.Error(str(error)) from None
 

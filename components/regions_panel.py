@@ -77,13 +77,27 @@ class RegionsUI:
 
 
 def build(services: Services) -> RegionsUI:
-    rows = gr.HTML(value=[], html_template=TEMPLATE, js_on_load=SCRIPT, elem_id="gar-region-list", padding=False,
-                   label="Regions")  # fmt: skip
+    rows = gr.HTML(
+        value=[],
+        html_template=TEMPLATE,
+        js_on_load=SCRIPT,
+        elem_id="gar-region-list",
+        padding=False,
+        label="Regions",
+    )
     has_model = services.gar is not None
-    caption = gr.Textbox(label="Caption", lines=2, max_lines=10, interactive=False, elem_id="gar-caption",
-                         placeholder="Select a region, then type its caption or press Describe")  # fmt: skip
+    caption = gr.Textbox(
+        label="Caption",
+        lines=2,
+        max_lines=10,
+        interactive=False,
+        elem_id="gar-caption",
+        placeholder="Select a region, then type its caption or press Describe",
+    )
     with gr.Row(elem_classes=["gar-actions"]):
-        describe = gr.Button("Describe", variant="primary", interactive=has_model, size="sm", elem_id="gar-describe")
+        describe = gr.Button(
+            "Describe", variant="primary", interactive=has_model, size="sm", elem_id="gar-describe"
+        )
         describe_all = gr.Button("Describe all", interactive=has_model, size="sm")
         delete = gr.Button("Delete region", variant="stop", size="sm", elem_id="gar-delete-region")
     with gr.Group(visible=False):
@@ -104,8 +118,16 @@ def rows(session: Session) -> list[dict]:
             meta += " · changed since the conversation used it"
         elif region.index in used:
             meta += " · in the conversation"
-        result.append({"tag": region.tag, "colour": region.colour, "ink": ink(region.colour), "meta": meta,
-                       "caption": region.caption, "selected": region.index == current})  # fmt: skip
+        result.append(
+            {
+                "tag": region.tag,
+                "colour": region.colour,
+                "ink": ink(region.colour),
+                "meta": meta,
+                "caption": region.caption,
+                "selected": region.index == current,
+            }
+        )
     return result
 
 
@@ -195,17 +217,20 @@ def wire(ui: RegionsUI, wiring: Wiring, settings: list) -> None:
     gar = {"concurrency_limit": 1, "concurrency_id": "gar"}
     ui.rows.pick_region(**wiring.event(pick_region), api_visibility="private")
     ui.caption.blur(**wiring.event(caption_edited, [ui.caption]), api_visibility="private")
-    ui.caption.submit(**wiring.event(caption_edited, [ui.caption]),
-                      api_visibility="private")  # fmt: skip
+    ui.caption.submit(**wiring.event(caption_edited, [ui.caption]), api_visibility="private")
     ui.delete.click(**wiring.event(delete_current), api_visibility="private")
-    ui.describe.click(**wiring.event(describe_current, settings, views=[ui.view], gpu=True), **gar,
-                      api_visibility="private")  # fmt: skip
-    ui.describe_all.click(**wiring.event(describe_all, settings, views=[ui.view], gpu=True), **gar,
-                          api_name="describe_all")  # fmt: skip
+    ui.describe.click(
+        **wiring.event(describe_current, settings, views=[ui.view], gpu=True), **gar, api_visibility="private"
+    )
+    ui.describe_all.click(
+        **wiring.event(describe_all, settings, views=[ui.view], gpu=True), **gar, api_name="describe_all"
+    )
     api = {"inputs": [ui.api_tag]}
     ui.api_button.click(**wiring.event(select_region, **api), api_name="select_region")
     ui.api_button.click(**wiring.event(api_delete, **api), api_name="delete_region")
-    ui.api_button.click(**wiring.event(api_set_caption, [ui.api_tag, ui.caption]),
-                        api_name="set_caption")  # fmt: skip
-    ui.api_button.click(**wiring.event(api_describe, [ui.api_tag, *settings], views=[ui.view], gpu=True), **gar,
-                        api_name="describe")  # fmt: skip
+    ui.api_button.click(**wiring.event(api_set_caption, [ui.api_tag, ui.caption]), api_name="set_caption")
+    ui.api_button.click(
+        **wiring.event(api_describe, [ui.api_tag, *settings], views=[ui.view], gpu=True),
+        **gar,
+        api_name="describe",
+    )

@@ -18,7 +18,9 @@ def status_text(services: Services) -> str:
         return f"⚠️ {ANNOTATION_MODE}{why}\n{segmenter}"
     gar = services.gar
     dtype = str(gar.model.dtype).replace("torch.", "")
-    return f"Model: {gar.model_id} on {gar.device} ({dtype}) · up to {gar.prompt_numbers} regions\n{segmenter}"
+    return (
+        f"Model: {gar.model_id} on {gar.device} ({dtype}) · up to {gar.prompt_numbers} regions\n{segmenter}"
+    )
 
 
 def build(services: Services) -> gr.HTML:

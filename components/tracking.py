@@ -143,8 +143,10 @@ def start(
     session.tracking = tracking
     show(session, 0)
     info = clip.info
-    return (f"Tracking {name}: {len(clip)} of its {info.frame_count} frames ({_sampling_text(clip)}). "
-            "Mark regions on any frame, then Propagate.")  # fmt: skip
+    return (
+        f"Tracking {name}: {len(clip)} of its {info.frame_count} frames ({_sampling_text(clip)}). "
+        "Mark regions on any frame, then Propagate."
+    )
 
 
 def _sampling_text(clip) -> str:
@@ -166,9 +168,12 @@ def show(session: Session, position: int) -> None:
     index = clip.indices[position]
     ws = session.workspace
     frame_name = f"{Path(tracking.name).stem}_frame{index:05d}.png"
-    ws.set_image(tracks.frame_image(position), name=frame_name,
-                 video=export.VideoFrame(tracking.name, index, clip.time(position)),
-                 regions=tracks.masks_at(position))  # fmt: skip
+    ws.set_image(
+        tracks.frame_image(position),
+        name=frame_name,
+        video=export.VideoFrame(tracking.name, index, clip.time(position)),
+        regions=tracks.masks_at(position),
+    )
     marking = ws.marking
     for region in list(marking.regions):
         caption = caption_at(tracks, region.index, position)
@@ -275,8 +280,10 @@ def propagate(session: Session, progress=None) -> str:
         return "Nothing to propagate: mark a region on a frame first (or mark it again on another frame)."
     tracking.dirty = True
     if result.cancelled:
-        return (f"Cancelled after {result.done} of {result.total} frames; the frames done are kept and "
-                "Propagate goes on from the keyframes.")  # fmt: skip
+        return (
+            f"Cancelled after {result.done} of {result.total} frames; the frames done are kept and "
+            "Propagate goes on from the keyframes."
+        )
     return f"Propagated through {result.total} frames with the {tracking.tracks.tracker.name}."
 
 

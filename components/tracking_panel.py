@@ -51,15 +51,34 @@ def build(services) -> TrackingUI:
     with gr.Column(visible=False, elem_id="gar-tracking") as panel:
         status = gr.HTML("", elem_id="gar-track-status", padding=False, label="Tracking")
         frame = gr.Slider(0, 1, value=0, step=1, label="Frame", elem_id="gar-track-frame")
-        timeline = gr.HTML(value=None, html_template=TIMELINE_TEMPLATE, js_on_load=TIMELINE_SCRIPT,
-                           elem_id="gar-timeline", padding=False, label="Timeline")  # fmt: skip
+        timeline = gr.HTML(
+            value=None,
+            html_template=TIMELINE_TEMPLATE,
+            js_on_load=TIMELINE_SCRIPT,
+            elem_id="gar-timeline",
+            padding=False,
+            label="Timeline",
+        )
         with gr.Row(elem_classes=["gar-actions"]):
             propagate = gr.Button("Propagate", variant="primary", size="sm", elem_id="gar-propagate")
             cancel = gr.Button("Cancel", variant="stop", size="sm", elem_id="gar-cancel")
-            describe = gr.Button("Describe over time, on this many frames:", size="sm", interactive=services.gar is not None,
-                                 elem_id="gar-describe-over-time")  # fmt: skip
-            keyframes = gr.Number(4, label="Keyframes to describe", show_label=False, container=False, minimum=1,
-                                  maximum=16, precision=0, min_width=56, elem_id="gar-describe-count")  # fmt: skip
+            describe = gr.Button(
+                "Describe over time, on this many frames:",
+                size="sm",
+                interactive=services.gar is not None,
+                elem_id="gar-describe-over-time",
+            )
+            keyframes = gr.Number(
+                4,
+                label="Keyframes to describe",
+                show_label=False,
+                container=False,
+                minimum=1,
+                maximum=16,
+                precision=0,
+                min_width=56,
+                elem_id="gar-describe-count",
+            )
             preview = gr.Button("Preview clip", size="sm", elem_id="gar-preview")
         clip = gr.Video(
             label="Preview with the regions", visible=False, interactive=False, elem_id="gar-preview-clip"
@@ -67,8 +86,20 @@ def build(services) -> TrackingUI:
     with gr.Group(visible=False):
         api_tag = gr.Textbox(label="tag")
         api_button = gr.Button("api")
-    return TrackingUI(panel, status, frame, timeline, propagate, cancel, describe, keyframes, preview, clip,
-                      api_tag, api_button)  # fmt: skip
+    return TrackingUI(
+        panel,
+        status,
+        frame,
+        timeline,
+        propagate,
+        cancel,
+        describe,
+        keyframes,
+        preview,
+        clip,
+        api_tag,
+        api_button,
+    )
 
 
 def _runs(present: list[bool]) -> list[list[int]]:
@@ -95,12 +126,22 @@ def timeline_value(session: Session) -> dict | None:
     tracks, clip = t.tracks, t.clip
     regions = []
     for region in tracks:
-        regions.append({
-            "tag": region.tag, "colour": region.colour, "ink": ink(region.colour),
-            "runs": _runs(tracks.presence(region.index)), "keyframes": sorted(region.keyframes),
-            "captions": [{"position": c.position, "label": f"frame {c.position}{_time(clip, c.position)}: {c.text}"}
-                         for c in region.captions],
-        })  # fmt: skip
+        regions.append(
+            {
+                "tag": region.tag,
+                "colour": region.colour,
+                "ink": ink(region.colour),
+                "runs": _runs(tracks.presence(region.index)),
+                "keyframes": sorted(region.keyframes),
+                "captions": [
+                    {
+                        "position": c.position,
+                        "label": f"frame {c.position}{_time(clip, c.position)}: {c.text}",
+                    }
+                    for c in region.captions
+                ],
+            }
+        )
     label = f"Frame {t.position} of {len(clip) - 1} (file frame {clip.indices[t.position]}{_time(clip, t.position)})"
     return {"frames": len(clip), "current": t.position, "label": label, "regions": regions}
 
@@ -113,8 +154,10 @@ def status_html(session: Session) -> str:
         return ""
     pending = sum(len(run) for run in t.tracks.pending_runs())
     waiting = f" · {pending} frames wait for Propagate" if pending else ""
-    return (f'<div class="gar-track-status">Tracking <b>{escape(t.name)}</b> with the '
-            f"{escape(t.tracks.tracker.name)}{waiting}.<br>{escape(tracking.FRAME_ONLY)}</div>")  # fmt: skip
+    return (
+        f'<div class="gar-track-status">Tracking <b>{escape(t.name)}</b> with the '
+        f"{escape(t.tracks.tracker.name)}{waiting}.<br>{escape(tracking.FRAME_ONLY)}</div>"
+    )
 
 
 def render(session: Session) -> list:
@@ -122,8 +165,9 @@ def render(session: Session) -> list:
     if t is None:
         return render_idle()
     last = len(t.clip) - 1
-    frame = gr.update(minimum=0, maximum=max(1, last), value=t.position, interactive=last > 0,
-                      label=f"Frame (0 – {last})")  # fmt: skip
+    frame = gr.update(
+        minimum=0, maximum=max(1, last), value=t.position, interactive=last > 0, label=f"Frame (0 – {last})"
+    )
     return [gr.update(visible=True), status_html(session), frame, timeline_value(session)]
 
 
@@ -209,8 +253,11 @@ def wire(
     )
     views = [*wiring.views, ui.view]
     inputs = [video_ui.video, video_ui.fps_cap, video_ui.max_frames]
-    video_ui.track.click(**wiring.event(track_video, inputs, views=views, extra={"tabs": tabs}), preprocess=False,
-                         api_name="track_video").then(None, js=SHOW_CANVAS, api_visibility="private")  # fmt: skip
+    video_ui.track.click(
+        **wiring.event(track_video, inputs, views=views, extra={"tabs": tabs}),
+        preprocess=False,
+        api_name="track_video",
+    ).then(None, js=SHOW_CANVAS, api_visibility="private")
     ui.frame.release(**wiring.event(seek_frame, [ui.frame], views=views), api_name="seek_frame")
     ui.timeline.seek(**wiring.event(seek_clicked, views=views), api_visibility="private")
     ui.timeline.pick(**wiring.event(region_clicked, views=views), api_visibility="private")
@@ -218,7 +265,11 @@ def wire(
     busy = {"show_progress": "full", "show_progress_on": [ui.timeline]}
     ui.propagate.click(**wiring.event(propagate, views=views, gpu=True, **busy), api_name="propagate")
     ui.cancel.click(cancel_propagation, [wiring.state], None, queue=False, api_name="cancel_propagation")
-    ui.describe.click(**wiring.event(describe_over_time, [ui.keyframes, *settings], views=views, gpu=True),
-                      api_name="describe_over_time")  # fmt: skip
-    ui.preview.click(**wiring.event(preview_clip, views=[ui.view], extra={"clip": ui.clip}, **busy),
-                     api_name="preview_clip")  # fmt: skip
+    ui.describe.click(
+        **wiring.event(describe_over_time, [ui.keyframes, *settings], views=views, gpu=True),
+        api_name="describe_over_time",
+    )
+    ui.preview.click(
+        **wiring.event(preview_clip, views=[ui.view], extra={"clip": ui.clip}, **busy),
+        api_name="preview_clip",
+    )

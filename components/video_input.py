@@ -19,7 +19,9 @@ from components.tracking import DEFAULT_FPS_CAP, DEFAULT_MAX_FRAMES
 from gar_app import export, video
 from gar_app.errors import InputError
 
-EXAMPLES = sorted(str(p) for p in (Path(__file__).resolve().parents[1] / "assets" / "examples").glob("*.webm"))
+EXAMPLES = sorted(
+    str(p) for p in (Path(__file__).resolve().parents[1] / "assets" / "examples").glob("*.webm")
+)
 
 
 @dataclass
@@ -35,7 +37,9 @@ class VideoUI:
 
 
 def build() -> VideoUI:
-    clip = gr.Video(label="Video — upload one, then choose a frame", sources=["upload"], height=300, elem_id="gar-video")
+    clip = gr.Video(
+        label="Video — upload one, then choose a frame", sources=["upload"], height=300, elem_id="gar-video"
+    )
     if EXAMPLES:
         gr.Examples(EXAMPLES, inputs=[clip], label="Example video")
     with gr.Row():
@@ -45,10 +49,19 @@ def build() -> VideoUI:
     use = gr.Button("Annotate this frame", variant="primary")
     with gr.Group():
         with gr.Row():
-            fps_cap = gr.Number(DEFAULT_FPS_CAP, label="Track at most this many frames per second (0: all)", minimum=0,
-                                elem_id="gar-track-fps")  # fmt: skip
-            max_frames = gr.Number(DEFAULT_MAX_FRAMES, label="and at most this many frames (0: no limit)", minimum=0,
-                                   precision=0, elem_id="gar-track-max")  # fmt: skip
+            fps_cap = gr.Number(
+                DEFAULT_FPS_CAP,
+                label="Track at most this many frames per second (0: all)",
+                minimum=0,
+                elem_id="gar-track-fps",
+            )
+            max_frames = gr.Number(
+                DEFAULT_MAX_FRAMES,
+                label="and at most this many frames (0: no limit)",
+                minimum=0,
+                precision=0,
+                elem_id="gar-track-max",
+            )
         track = gr.Button("Track regions in this video", variant="primary", elem_id="gar-track")
     return VideoUI(clip, frame, time, preview, use, fps_cap, max_frames, track)
 
@@ -69,8 +82,12 @@ def video_loaded(session: Session, upload) -> dict:
     frame, _index, _time = video.read_frame(path, index=0)
     frames = f"{info.frame_count} frame{'s' if info.frame_count != 1 else ''}"
     return {
-        "frame": gr.update(maximum=max(1, info.frame_count - 1), value=0, interactive=info.frame_count > 1,
-                           label=f"Frame ({frames}, {info.fps:.3g} fps, {info.duration_s:.1f} s)"),  # fmt: skip
+        "frame": gr.update(
+            maximum=max(1, info.frame_count - 1),
+            value=0,
+            interactive=info.frame_count > 1,
+            label=f"Frame ({frames}, {info.fps:.3g} fps, {info.duration_s:.1f} s)",
+        ),
         "preview": frame,
     }
 
@@ -103,9 +120,19 @@ def use_frame(session: Session, upload, index) -> dict:
 def wire(ui: VideoUI, wiring: Wiring, tabs: gr.Tabs) -> None:
     raw = {"preprocess": False}  # an undecodable video reaches gar_app.video, which says so plainly
     widgets = {"frame": ui.frame, "preview": ui.preview, "time": ui.time}
-    ui.video.change(**wiring.event(video_loaded, [ui.video], views=[], extra=widgets), **raw, api_name="load_video")
-    ui.frame.release(**wiring.event(frame_chosen, [ui.video, ui.frame], views=[], extra=widgets), **raw,
-                     api_visibility="private")  # fmt: skip
-    ui.time.submit(**wiring.event(time_entered, [ui.video, ui.time], views=[], extra=widgets), **raw,
-                   api_visibility="private")  # fmt: skip
-    ui.use.click(**wiring.event(use_frame, [ui.video, ui.frame], extra={"tabs": tabs}), **raw, api_name="use_frame")
+    ui.video.change(
+        **wiring.event(video_loaded, [ui.video], views=[], extra=widgets), **raw, api_name="load_video"
+    )
+    ui.frame.release(
+        **wiring.event(frame_chosen, [ui.video, ui.frame], views=[], extra=widgets),
+        **raw,
+        api_visibility="private",
+    )
+    ui.time.submit(
+        **wiring.event(time_entered, [ui.video, ui.time], views=[], extra=widgets),
+        **raw,
+        api_visibility="private",
+    )
+    ui.use.click(
+        **wiring.event(use_frame, [ui.video, ui.frame], extra={"tabs": tabs}), **raw, api_name="use_frame"
+    )

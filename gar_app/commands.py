@@ -52,7 +52,9 @@ def parse_prompt_options(args: argparse.Namespace) -> tuple[list, list, list | N
     """
     points = _json_list(args.points, "--points", "[[100, 200]]") if args.points else []
     if not all(isinstance(p, list) and len(p) == 2 and all(map(_is_number, p)) for p in points):
-        raise InputError(f"--points must be a list of [x, y] pairs of numbers, e.g. '[[100, 200]]'; got {_shown(args.points)}")
+        raise InputError(
+            f"--points must be a list of [x, y] pairs of numbers, e.g. '[[100, 200]]'; got {_shown(args.points)}"
+        )
     labels = _json_list(args.labels, "--labels", "[1, 0]") if args.labels else [1] * len(points)
     if not all(label in (0, 1) and not isinstance(label, bool) for label in labels):
         raise InputError(f"--labels must be a list of 1 (include) and 0 (exclude); got {_shown(args.labels)}")
@@ -60,7 +62,9 @@ def parse_prompt_options(args: argparse.Namespace) -> tuple[list, list, list | N
         raise InputError(f"--labels has {len(labels)} entries for {len(points)} points")
     box = _json_list(args.box, "--box", "[100, 150, 400, 300]") if args.box else None
     if box is not None and not (len(box) == 4 and all(map(_is_number, box))):
-        raise InputError(f"--box must be four numbers [x1, y1, x2, y2], e.g. '[100, 150, 400, 300]'; got {_shown(args.box)}")
+        raise InputError(
+            f"--box must be four numbers [x1, y1, x2, y2], e.g. '[100, 150, 400, 300]'; got {_shown(args.box)}"
+        )
     return points, labels, box
 
 
@@ -79,21 +83,30 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     """How a command loads GAR (--model, --device, --dtype, --decode; read by ``load_model``)."""
     from gar_app.model import DEFAULT_MODEL
 
-    parser.add_argument("--model", default=DEFAULT_MODEL, help=f"GAR checkpoint folder or Hub id (default {DEFAULT_MODEL})")
+    parser.add_argument(
+        "--model", default=DEFAULT_MODEL, help=f"GAR checkpoint folder or Hub id (default {DEFAULT_MODEL})"
+    )
     parser.add_argument("--device", default=None, help="cuda, cpu, mps... (default: best available)")
     parser.add_argument("--dtype", default=None, choices=DTYPES, help="weights dtype")
     parser.add_argument(
-        "--decode", default="auto", choices=["auto", "eager", "static"],
+        "--decode",
+        default="auto",
+        choices=["auto", "eager", "static"],
         help="auto: static KV cache + CUDA graphs on CUDA, eager elsewhere (default)",
     )
 
 
 def _add_model_options(parser: argparse.ArgumentParser) -> None:
     add_model_options(parser)
-    parser.add_argument("--max-new-tokens", type=int, default=1024, help="longest answer in tokens (default 1024)")
+    parser.add_argument(
+        "--max-new-tokens", type=int, default=1024, help="longest answer in tokens (default 1024)"
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of streaming text")
     parser.add_argument(
-        "--logprobs", type=int, metavar="K", help="with --json: each answer token's log-probability and the top K (1-20)"
+        "--logprobs",
+        type=int,
+        metavar="K",
+        help="with --json: each answer token's log-probability and the top K (1-20)",
     )
 
 
@@ -130,7 +143,12 @@ def _regions_json(masks: Mapping[int, np.ndarray]) -> list[dict]:
 
 
 def _print_json(args: argparse.Namespace, text: str, masks: Mapping[int, np.ndarray], **extra) -> None:
-    document = {"text": text, "model": str(args.model), "image": str(args.image), "regions": _regions_json(masks)}
+    document = {
+        "text": text,
+        "model": str(args.model),
+        "image": str(args.image),
+        "regions": _regions_json(masks),
+    }
     document.update(extra)
     print(json.dumps(document, ensure_ascii=False))
 
@@ -139,7 +157,9 @@ def _note(message: str) -> None:
     print(f"gar-app: note: {message}", file=sys.stderr, flush=True)
 
 
-def _segment_mask(args: argparse.Namespace, image, marks: tuple[list, list, list | None]) -> tuple[np.ndarray, dict]:
+def _segment_mask(
+    args: argparse.Namespace, image, marks: tuple[list, list, list | None]
+) -> tuple[np.ndarray, dict]:
     """Turn --points/--labels/--box into a mask with SAM (or the fallback), saying which."""
     from gar_app.segment import check_prompt, load_segmenter
 
@@ -178,7 +198,9 @@ def run_describe(args: argparse.Namespace) -> int:
     elif args.points or args.box:
         mask, extra = _segment_mask(args, image, marks)
     else:
-        raise InputError("say which region to describe: --mask FILE, --points '[[x,y]]' or --box '[x1,y1,x2,y2]'")
+        raise InputError(
+            "say which region to describe: --mask FILE, --points '[[x,y]]' or --box '[x1,y1,x2,y2]'"
+        )
     if not mask.any():
         raise InputError("the region is empty (no pixel of the mask is set)")
     settings = _settings(args)  # torch: only once the input is known to be good
@@ -230,7 +252,9 @@ def run_ask(args: argparse.Namespace) -> int:
     question = multiple_choice_question(args.question, args.choices) if args.choices else args.question
     gar = load_model(args)
     if len(masks) > gar.prompt_numbers:
-        raise InputError(f"{len(masks)} masks given, but this model tells apart at most {gar.prompt_numbers} regions")
+        raise InputError(
+            f"{len(masks)} masks given, but this model tells apart at most {gar.prompt_numbers} regions"
+        )
     session = gar.chat(image, masks)
     text = _emit(session.stream(question, settings), args.json)
     if args.json:
@@ -246,7 +270,10 @@ def run_tiny(args: argparse.Namespace) -> int:
         from gar_app.model.tiny import write_tiny_gar
 
         path = write_tiny_gar(
-            args.out, seed=args.seed, prompt_numbers=args.prompt_numbers, max_num_tiles=args.max_num_tiles,
+            args.out,
+            seed=args.seed,
+            prompt_numbers=args.prompt_numbers,
+            max_num_tiles=args.max_num_tiles,
             preset=args.size,
         )
     elif args.kind == "sam2":
@@ -289,7 +316,9 @@ def add_ask(commands: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--image", required=True, help="image file")
     parser.add_argument("--masks", nargs="+", required=True, help="mask files, <Prompt0> first")
-    parser.add_argument("--question", required=True, help="the question; name regions as <Prompt0>, <Prompt1>...")
+    parser.add_argument(
+        "--question", required=True, help="the question; name regions as <Prompt0>, <Prompt1>..."
+    )
     parser.add_argument("--choices", nargs="+", help='options like "A. <Prompt0>" "B. <Prompt1>"')
     _add_model_options(parser)
     parser.set_defaults(run=run_ask)
@@ -298,15 +327,20 @@ def add_ask(commands: argparse._SubParsersAction) -> None:
 def add_tiny(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser("tiny", help="write a tiny random checkpoint (for tests and benchmarks)")
     parser.add_argument(
-        "kind", choices=["gar", "sam", "sam2"],
+        "kind",
+        choices=["gar", "sam", "sam2"],
         help="gar: a GAR checkpoint folder; sam: a SAM .pth file; sam2: a SAM 2 video checkpoint folder",
     )
     parser.add_argument("out", help="output folder (gar, sam2) or file (sam)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--prompt-numbers", type=int, default=5, help="regions the tiny GAR supports (gar only)")
+    parser.add_argument(
+        "--prompt-numbers", type=int, default=5, help="regions the tiny GAR supports (gar only)"
+    )
     parser.add_argument("--max-num-tiles", type=int, default=36, help="PerceptionLM's tile limit (gar only)")
     parser.add_argument(
-        "--size", default="tiny", choices=["tiny", "gar-1b", "gar-8b", "hiera-tiny"],
+        "--size",
+        default="tiny",
+        choices=["tiny", "gar-1b", "gar-8b", "hiera-tiny"],
         help="gar-1b / gar-8b: random weights at the real sizes (gar, for benchmarks); "
         "hiera-tiny: at SAM 2.1 hiera-tiny's (sam2)",
     )

@@ -250,7 +250,9 @@ def check_image(document: ImageInfo, loaded: ImageInfo, image: ImageSource) -> N
     size = f"{document.width}x{document.height}"
     wrong = f"this file annotates {document.name} ({size})"
     if (document.width, document.height) != (loaded.width, loaded.height):
-        raise InputError(f"{wrong}, not the loaded {loaded.width}x{loaded.height} image; load that image first, then import")
+        raise InputError(
+            f"{wrong}, not the loaded {loaded.width}x{loaded.height} image; load that image first, then import"
+        )
     if document.sha256_of == loaded.sha256_of:
         same = document.sha256 == loaded.sha256
     elif document.sha256_of == "pixels":
@@ -262,8 +264,10 @@ def check_image(document: ImageInfo, loaded: ImageInfo, image: ImageSource) -> N
         )
     if not same:
         differs = "its file differs" if document.sha256_of == "file" else "its pixels differ"
-        raise InputError(f"{wrong}; the loaded image {loaded.name} has that size but {differs} (sha256); "
-                         "load that image first, then import")
+        raise InputError(
+            f"{wrong}; the loaded image {loaded.name} has that size but {differs} (sha256); "
+            "load that image first, then import"
+        )
 
 
 # ---------------------------------------------------------------- writing
@@ -294,10 +298,16 @@ def to_dict(doc: AnnotationDocument) -> dict[str, Any]:
     image = doc.image
     return {
         "format": FORMAT,
-        "image": {"name": image.name, "width": image.width, "height": image.height,
-                  "sha256": image.sha256, "sha256_of": image.sha256_of},
-        "video": None if doc.video is None else {"name": doc.video.name, "frame_index": doc.video.frame_index,
-                                                 "time_s": doc.video.time_s},
+        "image": {
+            "name": image.name,
+            "width": image.width,
+            "height": image.height,
+            "sha256": image.sha256,
+            "sha256_of": image.sha256_of,
+        },
+        "video": None
+        if doc.video is None
+        else {"name": doc.video.name, "frame_index": doc.video.frame_index, "time_s": doc.video.time_s},
         "regions": [_region_dict(r) for r in doc.regions],
         "dialogue": [_turn_dict(t) for t in doc.dialogue],
     }
@@ -305,8 +315,14 @@ def to_dict(doc: AnnotationDocument) -> dict[str, Any]:
 
 def _turn_dict(turn: Turn) -> dict[str, Any]:
     """A dialogue turn; ``masks`` only when the turn saw masks other than the exported regions'."""
-    data = {"role": turn.role, "text": turn.text, "tags": turn.tags, "model": turn.model,
-            "decoding": dict(turn.decoding), "time": turn.time}
+    data = {
+        "role": turn.role,
+        "text": turn.text,
+        "tags": turn.tags,
+        "model": turn.model,
+        "decoding": dict(turn.decoding),
+        "time": turn.time,
+    }
     if turn.masks:
         data["masks"] = {name: dict(rle) for name, rle in sorted(turn.masks.items())}
     return data
@@ -355,7 +371,9 @@ def _get(obj: dict, key: str, kind: str, where: str, optional: bool = False) -> 
         return None
     what, check = _KINDS[kind]
     if not check(value):
-        raise _bad(f"{where}.{key} must be {what}{' or null' if optional else ''}, not {json.dumps(value)[:40]}")
+        raise _bad(
+            f"{where}.{key} must be {what}{' or null' if optional else ''}, not {json.dumps(value)[:40]}"
+        )
     return value
 
 
@@ -391,10 +409,23 @@ def _read_region(data: Any, where: str, height: int, width: int) -> ExportedRegi
     if not needed:
         raise _bad(f"{where} was made from {source} but its prompt has none")
     mask = _read_mask(_get(data, "mask", "dict", where), f"{where}.mask", height, width)
-    region = ExportedRegion(index, colour, source, mask, _get(data, "caption", "str", where), points,
-                            list(labels), box, scribble, _get(prompt, "mask_name", "str", pw, optional=True))
+    region = ExportedRegion(
+        index,
+        colour,
+        source,
+        mask,
+        _get(data, "caption", "str", where),
+        points,
+        list(labels),
+        box,
+        scribble,
+        _get(prompt, "mask_name", "str", pw, optional=True),
+    )
     expected_box = None if region.box is None else list(region.box)
-    if _get(data, "box", "list", where, optional=True) != expected_box or _get(data, "area", "int", where) != region.area:
+    if (
+        _get(data, "box", "list", where, optional=True) != expected_box
+        or _get(data, "area", "int", where) != region.area
+    ):
         raise _bad(f"{where}.box or .area does not match its mask (box {expected_box}, area {region.area})")
     return region
 
@@ -405,8 +436,13 @@ def _read_turn(data: Any, where: str) -> Turn:
     role = _get(data, "role", "str", where)
     if role not in ROLES:
         raise _bad(f"{where}.role must be 'user' or 'assistant', not {role!r}")
-    turn = Turn(role, _get(data, "text", "str", where), _get(data, "time", "str", where),
-                _get(data, "model", "str", where, optional=True), _get(data, "decoding", "dict", where))
+    turn = Turn(
+        role,
+        _get(data, "text", "str", where),
+        _get(data, "time", "str", where),
+        _get(data, "model", "str", where, optional=True),
+        _get(data, "decoding", "dict", where),
+    )
     try:
         stamp = datetime.fromisoformat(turn.time.replace("Z", "+00:00"))
     except ValueError:
@@ -465,16 +501,23 @@ def from_dict(data: Any) -> AnnotationDocument:
     video = _get(data, "video", "dict", "document", optional=True)
     frame = None
     if video is not None:
-        frame = VideoFrame(_get(video, "name", "str", "video"), _get(video, "frame_index", "int", "video"),
-                           _get(video, "time_s", "number", "video", optional=True))
+        frame = VideoFrame(
+            _get(video, "name", "str", "video"),
+            _get(video, "frame_index", "int", "video"),
+            _get(video, "time_s", "number", "video", optional=True),
+        )
         if frame.frame_index < 0:
             raise _bad("video.frame_index must not be negative")
-    regions = [_read_region(r, f"regions[{i}]", height, width)
-               for i, r in enumerate(_get(data, "regions", "list", "document"))]
+    regions = [
+        _read_region(r, f"regions[{i}]", height, width)
+        for i, r in enumerate(_get(data, "regions", "list", "document"))
+    ]
     indices = [r.index for r in regions]
     if indices != sorted(set(indices)) or (indices and indices[0] < 0):
         raise _bad(f"region indices must be unique, non-negative and ascending, not {indices}")
-    dialogue = [_read_turn(t, f"dialogue[{i}]") for i, t in enumerate(_get(data, "dialogue", "list", "document"))]
+    dialogue = [
+        _read_turn(t, f"dialogue[{i}]") for i, t in enumerate(_get(data, "dialogue", "list", "document"))
+    ]
     for i, (turn, raw) in enumerate(zip(dialogue, data["dialogue"], strict=True)):
         turn.masks = _read_turn_masks(raw, f"dialogue[{i}]", height, width)
     return AnnotationDocument(info, regions, dialogue, frame)
@@ -484,7 +527,9 @@ def _parse_int(digits: str) -> int:
     """No number in the format needs more than ``MAX_DIGITS`` digits; longer ones are refused
     before Python converts them (slow, and beyond 4300 digits an unexplained ValueError)."""
     if len(digits.lstrip("-")) > MAX_DIGITS:
-        raise _bad(f"it holds a number with {len(digits.lstrip('-'))} digits (at most {MAX_DIGITS} make sense)")
+        raise _bad(
+            f"it holds a number with {len(digits.lstrip('-'))} digits (at most {MAX_DIGITS} make sense)"
+        )
     return int(digits)
 
 
@@ -533,8 +578,11 @@ def to_training_records(doc: AnnotationDocument) -> list[dict[str, Any]]:
             pairs.append((question, turn.text))
             question = None
     answers = {answer.strip() for _, answer in pairs}
-    pairs += [(DESCRIBE.format(tag=r.tag), r.caption) for r in kept
-              if r.caption.strip() and r.caption.strip() not in answers]
+    pairs += [
+        (DESCRIBE.format(tag=r.tag), r.caption)
+        for r in kept
+        if r.caption.strip() and r.caption.strip() not in answers
+    ]
     pairs = [p for p in pairs if all(k in numbers for k in find_tags(p[0]) + find_tags(p[1]))]
     if not pairs:
         return []
@@ -542,11 +590,19 @@ def to_training_records(doc: AnnotationDocument) -> list[dict[str, Any]]:
     conversations = []
     for i, (question, answer) in enumerate(pairs):
         prefix = f"{IMAGE_MARKER}\n" if i == 0 else ""
-        conversations += [{"from": "human", "value": prefix + renumber(question, numbers)},
-                          {"from": "gpt", "value": renumber(answer, numbers)}]
+        conversations += [
+            {"from": "human", "value": prefix + renumber(question, numbers)},
+            {"from": "gpt", "value": renumber(answer, numbers)},
+        ]
     ident = doc.image.name if doc.video is None else f"{doc.video.name}#{doc.video.frame_index}"
-    return [{"id": ident, "image": doc.image.name, "mask_rle": [mask_to_rle(r.mask) for r in kept],
-             "conversations": conversations}]
+    return [
+        {
+            "id": ident,
+            "image": doc.image.name,
+            "mask_rle": [mask_to_rle(r.mask) for r in kept],
+            "conversations": conversations,
+        }
+    ]
 
 
 # ---------------------------------------------------------------- video form
@@ -632,14 +688,26 @@ def video_to_dict(doc: VideoDocument) -> dict[str, Any]:
     video = doc.video
     return {
         "format": FORMAT,
-        "video": {"name": video.name, "width": video.width, "height": video.height, "fps": video.fps,
-                  "frames": doc.frames, "frame_count": video.frame_count, "sha256": video.sha256,
-                  "sampling": {"fps_cap": video.fps_cap, "max_frames": video.max_frames}},
+        "video": {
+            "name": video.name,
+            "width": video.width,
+            "height": video.height,
+            "fps": video.fps,
+            "frames": doc.frames,
+            "frame_count": video.frame_count,
+            "sha256": video.sha256,
+            "sampling": {"fps_cap": video.fps_cap, "max_frames": video.max_frames},
+        },
         "regions": [
-            {"index": r.index, "tag": r.tag, "colour": r.colour, "anchor": r.anchor,
-             "keyframes": [{"index": k.index, "time": k.time, "source": k.source} for k in r.keyframes],
-             "captions": [{"index": c.index, "time": c.time, "text": c.text} for c in r.captions],
-             "frames": [{"index": f.index, "time": f.time, "mask": f.mask} for f in r.frames]}
+            {
+                "index": r.index,
+                "tag": r.tag,
+                "colour": r.colour,
+                "anchor": r.anchor,
+                "keyframes": [{"index": k.index, "time": k.time, "source": k.source} for k in r.keyframes],
+                "captions": [{"index": c.index, "time": c.time, "text": c.text} for c in r.captions],
+                "frames": [{"index": f.index, "time": f.time, "mask": f.mask} for f in r.frames],
+            }
             for r in doc.regions
         ],
     }
@@ -653,10 +721,17 @@ def track_summary(doc: VideoDocument) -> dict[str, Any]:
     """The short form ``gar-app track`` writes: the video, and per region its tag and frames."""
     video = doc.video
     return {
-        "video": {"name": video.name, "width": video.width, "height": video.height, "fps": video.fps,
-                  "frames": doc.frames},
-        "regions": [{"tag": r.tag, "frames": [{"index": f.index, "time": f.time, "mask": f.mask} for f in r.frames]}
-                    for r in doc.regions],
+        "video": {
+            "name": video.name,
+            "width": video.width,
+            "height": video.height,
+            "fps": video.fps,
+            "frames": doc.frames,
+        },
+        "regions": [
+            {"tag": r.tag, "frames": [{"index": f.index, "time": f.time, "mask": f.mask} for f in r.frames]}
+            for r in doc.regions
+        ],
     }
 
 
@@ -690,8 +765,16 @@ def _read_video(data: Any) -> tuple[VideoSource, int]:
     most = _get(sampling, "max_frames", "int", "video.sampling", optional=True)
     if (cap is not None and cap <= 0) or (most is not None and most < 1):
         raise _bad("video.sampling.fps_cap must be positive and max_frames at least 1 (or null)")
-    source = VideoSource(_get(data, "name", "str", "video"), width, height, None if fps is None else float(fps),
-                         total, sha, None if cap is None else float(cap), most)
+    source = VideoSource(
+        _get(data, "name", "str", "video"),
+        width,
+        height,
+        None if fps is None else float(fps),
+        total,
+        sha,
+        None if cap is None else float(cap),
+        most,
+    )
     return source, frames
 
 
@@ -728,13 +811,20 @@ def _read_track(data: Any, where: str, video: VideoSource, indices: list[int] | 
         at = _get(item, "index", "int", fw)
         if "mask" not in item:
             raise _bad(f"{fw} has no 'mask'")
-        frames.append(TrackFrame(at, _read_time(item, fw, at, video.fps),
-                                 _read_rle(item["mask"], f"{fw}.mask", video.height, video.width)))
+        frames.append(
+            TrackFrame(
+                at,
+                _read_time(item, fw, at, video.fps),
+                _read_rle(item["mask"], f"{fw}.mask", video.height, video.width),
+            )
+        )
     seen = [f.index for f in frames]
     if indices is not None and seen != indices:
         raise _bad(f"{where}.frames are not the same frames as the first region's")
     if seen != sorted(set(seen)) or (seen and (seen[0] < 0 or seen[-1] >= video.frame_count)):
-        raise _bad(f"{where}.frames must be distinct frame indices in order, within the video's {video.frame_count}")
+        raise _bad(
+            f"{where}.frames must be distinct frame indices in order, within the video's {video.frame_count}"
+        )
     masked = {f.index for f in frames if f.mask is not None}
     keyframes = []
     for i, item in enumerate(_get(data, "keyframes", "list", where)):

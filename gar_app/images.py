@@ -188,7 +188,9 @@ def same_aspect_ratio(size: tuple[int, int], other: tuple[int, int]) -> bool:
     return abs(w * oh - h * ow) <= max(w + h, ow + oh)
 
 
-def fit_mask(mask: np.ndarray, size: tuple[int, int], name: str = "the mask") -> tuple[np.ndarray, str | None]:
+def fit_mask(
+    mask: np.ndarray, size: tuple[int, int], name: str = "the mask"
+) -> tuple[np.ndarray, str | None]:
     """``mask`` at the image's ``(width, height)`` and a notice when it had to be scaled.
 
     A mask of the same aspect ratio is scaled with nearest-neighbour sampling (its edges stay

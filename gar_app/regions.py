@@ -38,10 +38,28 @@ SOURCES = ("points", "box", "scribble", "mask")
 
 # Red, green, blue as in the GAR paper's figures, then colours far apart from them and each other.
 REGION_COLOURS: tuple[str, ...] = (
-    "#FF0000", "#00FF00", "#0000FF", "#FFFF00", "#FF00FF", "#00FFFF", "#FF8000", "#8000FF",
-    "#00FF80", "#FF0080", "#0080FF", "#80FF00", "#800000", "#008000", "#000080", "#808000",
-    "#800080", "#008080", "#FF8080", "#8080FF",
-)  # fmt: skip
+    "#FF0000",
+    "#00FF00",
+    "#0000FF",
+    "#FFFF00",
+    "#FF00FF",
+    "#00FFFF",
+    "#FF8000",
+    "#8000FF",
+    "#00FF80",
+    "#FF0080",
+    "#0080FF",
+    "#80FF00",
+    "#800000",
+    "#008000",
+    "#000080",
+    "#808000",
+    "#800080",
+    "#008080",
+    "#FF8080",
+    "#8080FF",
+)
+
 
 def region_colour(index: int) -> str:
     """Hex colour of region ``index``; the palette repeats past its end (annotation mode only)."""
@@ -334,4 +352,6 @@ def _draw_label(out: np.ndarray, region: Region, scale: float, stroke: int) -> N
     top = int(np.clip(y - h // 2, 0, max(0, height - h - 1)))
     cv2.rectangle(out, (left, top), (left + w, top + h), region.rgb, cv2.FILLED)
     cv2.rectangle(out, (left, top), (left + w, top + h), (0, 0, 0), max(1, stroke // 2))
-    cv2.putText(out, region.tag, (left + pad, top + pad + th), font, scale, _ink(region.rgb), stroke, cv2.LINE_AA)
+    cv2.putText(
+        out, region.tag, (left + pad, top + pad + th), font, scale, _ink(region.rgb), stroke, cv2.LINE_AA
+    )

@@ -83,7 +83,9 @@ def split_tags(text: str) -> list[tuple[str, int | None]]:
 
 def renumber(text: str, mapping: dict[int, int]) -> str:
     """``text`` with each tag ``<Promptk>`` whose k is in ``mapping`` rewritten to ``<Prompt{mapping[k]}>``."""
-    return TAG.sub(lambda m: tag(mapping[int(m.group(1))]) if int(m.group(1)) in mapping else m.group(0), text)
+    return TAG.sub(
+        lambda m: tag(mapping[int(m.group(1))]) if int(m.group(1)) in mapping else m.group(0), text
+    )
 
 
 def _suggestion(piece: str) -> str:

@@ -160,7 +160,9 @@ def read_frame(
 # ---------------------------------------------------------------- clips
 
 
-def sample_indices(frame_count: int, fps: float, fps_cap: float | None = None, max_frames: int | None = None) -> list[int]:
+def sample_indices(
+    frame_count: int, fps: float, fps_cap: float | None = None, max_frames: int | None = None
+) -> list[int]:
     """Which frames of a video a clip uses: at most ``fps_cap`` per second, at most ``max_frames``.
 
     With a cap below the video's rate, frames are taken every ``fps / fps_cap`` frames (so 30

@@ -43,7 +43,9 @@ class Services:
     segmenter: Segmenter
     gar: object | None = None  # gar_app.model.Gar
     gar_problem: str | None = None  # why there is no model, shown to people
-    tracker: object | None = None  # gar_app.tracking Tracker for videos; None: the classical fallback, made when first used
+    tracker: object | None = (
+        None  # gar_app.tracking Tracker for videos; None: the classical fallback, made when first used
+    )
     max_live_chats: int = 8  # conversations that keep their KV cache (GPU memory) between turns
     segment_lock: threading.Lock = field(default_factory=threading.Lock)
     _live: OrderedDict = field(default_factory=OrderedDict)

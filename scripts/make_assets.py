@@ -35,16 +35,23 @@ class Photo:
 
 
 PHOTOS = [
-    Photo("astronaut.jpg", "astronaut", "astronaut Eileen Collins, NASA portrait",
-          "NASA Great Images database; no known copyright restrictions, released into the public domain"),
-    Photo("coffee.jpg", "coffee", "cup of coffee on a wooden table",
-          "Rachel Michetti, courtesy of Pikolo Espresso Bar; CC0"),
-    Photo("cat.jpg", "chelsea", "Chelsea the cat",
-          "Stefan van der Walt; CC0"),
-    Photo("rocket.jpg", "rocket", "Falcon 9 launch carrying DSCOVR",
-          "SpaceX; released into the public domain"),
-    Photo("camera.jpg", "camera", "photographer with a camera on a tripod (greyscale)",
-          "Lav Varshney; CC0"),
+    Photo(
+        "astronaut.jpg",
+        "astronaut",
+        "astronaut Eileen Collins, NASA portrait",
+        "NASA Great Images database; no known copyright restrictions, released into the public domain",
+    ),
+    Photo(
+        "coffee.jpg",
+        "coffee",
+        "cup of coffee on a wooden table",
+        "Rachel Michetti, courtesy of Pikolo Espresso Bar; CC0",
+    ),
+    Photo("cat.jpg", "chelsea", "Chelsea the cat", "Stefan van der Walt; CC0"),
+    Photo(
+        "rocket.jpg", "rocket", "Falcon 9 launch carrying DSCOVR", "SpaceX; released into the public domain"
+    ),
+    Photo("camera.jpg", "camera", "photographer with a camera on a tripod (greyscale)", "Lav Varshney; CC0"),
 ]
 # (photo, start box, end box) as fractions of the photo: x0, y0, x1, y1; zoom in, pan, zoom out.
 SHOTS = [
@@ -102,28 +109,35 @@ def _save_video(images: dict[str, Image.Image]) -> int:
 
 
 def _readme(images: dict[str, Image.Image], frames: int) -> str:
-    rows = [f"| `examples/{p.file}` | {images[p.file].width}x{images[p.file].height} | - | {p.what} "
-            f"| `skimage.data.{p.loader}()` | {p.credit} |" for p in PHOTOS]
+    rows = [
+        f"| `examples/{p.file}` | {images[p.file].width}x{images[p.file].height} | - | {p.what} "
+        f"| `skimage.data.{p.loader}()` | {p.credit} |"
+        for p in PHOTOS
+    ]
     shots = ", ".join(f"`{name}`" for name, _, _ in SHOTS)
-    rows.append(f"| `examples/{VIDEO}` | {VIDEO_SIZE[0]}x{VIDEO_SIZE[1]} | {frames} @ {FPS} fps "
-                f"| pan/zoom over {shots}, {SECONDS_PER_PHOTO} s each, VP8 WebM "
-                f"| made from the photos above by `scripts/make_assets.py` | as its photos: public domain / CC0 |")
-    return "\n".join([
-        "# Assets",
-        "",
-        "Example inputs the project owns the right to ship. Made by `scripts/make_assets.py`",
-        f"(`make assets`) from photos bundled with scikit-image {skimage.__version__}, which its",
-        "documentation (the `skimage.data` docstrings) marks as public domain or CC0; photos",
-        "with any other or unclear licence note are not used. Images are JPEG quality",
-        f"{QUALITY} (each under {IMAGE_LIMIT // 1000} KB), the video is under {VIDEO_LIMIT // 1000} KB.",
-        "Do not edit the files by hand: change the script and run it again (it is deterministic;",
-        "this file is written by it too).",
-        "",
-        "| File | Pixels | Frames | Content | Made from | Licence |",
-        "| --- | --- | --- | --- | --- | --- |",
-        *rows,
-        "",
-    ])
+    rows.append(
+        f"| `examples/{VIDEO}` | {VIDEO_SIZE[0]}x{VIDEO_SIZE[1]} | {frames} @ {FPS} fps "
+        f"| pan/zoom over {shots}, {SECONDS_PER_PHOTO} s each, VP8 WebM "
+        f"| made from the photos above by `scripts/make_assets.py` | as its photos: public domain / CC0 |"
+    )
+    return "\n".join(
+        [
+            "# Assets",
+            "",
+            "Example inputs the project owns the right to ship. Made by `scripts/make_assets.py`",
+            f"(`make assets`) from photos bundled with scikit-image {skimage.__version__}, which its",
+            "documentation (the `skimage.data` docstrings) marks as public domain or CC0; photos",
+            "with any other or unclear licence note are not used. Images are JPEG quality",
+            f"{QUALITY} (each under {IMAGE_LIMIT // 1000} KB), the video is under {VIDEO_LIMIT // 1000} KB.",
+            "Do not edit the files by hand: change the script and run it again (it is deterministic;",
+            "this file is written by it too).",
+            "",
+            "| File | Pixels | Frames | Content | Made from | Licence |",
+            "| --- | --- | --- | --- | --- | --- |",
+            *rows,
+            "",
+        ]
+    )
 
 
 def main() -> None:

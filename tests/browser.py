@@ -11,9 +11,14 @@ from conftest import REPO, REQUIRE_BROWSER, chromium, unavailable
 
 ARTIFACTS = REPO / "test-artifacts"
 ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--no-first-run",
-]  # fmt: skip
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 EXAMPLES = REPO / "assets" / "examples"
 TIMEOUT = 60_000  # ms; the CI machine has two cores
 
@@ -51,8 +56,9 @@ def page(browser, gar_app_server):
 
 
 def open_page(browser, url: str, width: int = 1280, height: int = 800, scale: float = 1):
-    context = browser.new_context(viewport={"width": width, "height": height}, device_scale_factor=scale,
-                                  accept_downloads=True)  # fmt: skip
+    context = browser.new_context(
+        viewport={"width": width, "height": height}, device_scale_factor=scale, accept_downloads=True
+    )
     page = context.new_page()
     page.dialogs = []  # any alert/confirm/prompt a page opens is recorded (and dismissed)
     page.on("dialog", lambda dialog: (page.dialogs.append(dialog.message), dialog.dismiss()))
@@ -169,11 +175,15 @@ def answered(app, image_name: str, turns: int) -> str:
             return conversation.turns[-1].text
         time.sleep(0.05)
     last = session.turns[-1].finished if session is not None and session.turns else None
-    raise AssertionError(f"no finished answer number {turns // 2}: {len(conversation.turns)} turns, the last "
-                         f"finished: {last}, events running: {app.demo._queue.get_active_worker_count()}")  # fmt: skip
+    raise AssertionError(
+        f"no finished answer number {turns // 2}: {len(conversation.turns)} turns, the last "
+        f"finished: {last}, events running: {app.demo._queue.get_active_worker_count()}"
+    )
 
 
 def chat_settled(page) -> None:
     """Wait until the page has taken the chat event's end (Gradio's status tracker on the chat is
     hidden again): until then a click on Send is ignored, as Gradio ignores a pending event's trigger."""
-    page.wait_for_function("[...document.querySelectorAll('#gar-chat .wrap')].every(w => w.classList.contains('hide'))")
+    page.wait_for_function(
+        "[...document.querySelectorAll('#gar-chat .wrap')].every(w => w.classList.contains('hide'))"
+    )

@@ -29,8 +29,10 @@ def shared_data(*parts: str) -> Path:
     """A path under ../shared/data (GARBench sample, seed demo): skipped without it, failed in CI."""
     path = SHARED_DATA.joinpath(*parts)
     if not path.exists():
-        unavailable(f"shared test data not found at {path} (expected beside the repository in ../shared/data)",
-                    REQUIRE_SHARED)
+        unavailable(
+            f"shared test data not found at {path} (expected beside the repository in ../shared/data)",
+            REQUIRE_SHARED,
+        )
     return path
 
 
@@ -120,7 +122,9 @@ def write_blank_png(path: Path, width: int, height: int, rows_per_block: int = 6
     checksum = zlib.adler32(row * rest, checksum)
     stream = b"\x78\xda" + packed * full + tail + struct.pack(">I", checksum)
     header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)  # 8-bit RGB
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", stream) + chunk(b"IEND", b""))
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", stream) + chunk(b"IEND", b"")
+    )
     return path
 
 

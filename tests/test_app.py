@@ -73,8 +73,10 @@ def test_whole_flow_image_marks_describe_chat_export_import(gar_app_server):
     assert len(captions) >= 2, "the caption streams into the region row"
     assert all(b.startswith(a) for a, b in zip(captions, captions[1:], strict=False))
 
-    chats = [update[0] for update in client.submit("How does <Prompt1> relate to <Prompt0>?", *decoding(),
-                                                   api_name="/ask")]  # fmt: skip
+    chats = [
+        update[0]
+        for update in client.submit("How does <Prompt1> relate to <Prompt0>?", *decoding(), api_name="/ask")
+    ]
     assert chats[-1][0]["role"] == "user" and "gar-tag-1" in str(chats[-1][0]["content"])
     assert len(last(client.submit("And <Prompt0>?", *decoding(), api_name="/ask"))[0]) == 4
 
@@ -317,7 +319,9 @@ def test_strokes_and_mask_upload_through_the_api(gar_app_server, tmp_path):
     assert exported(client).regions[1].area == 60 * 60
     square = tmp_path / "square.png"
     Image.fromarray(np.full((50, 50), 255, np.uint8)).save(square)
-    assert "another aspect ratio" in _notice(client.predict(handle_file(str(square)), api_name="/upload_mask"))
+    assert "another aspect ratio" in _notice(
+        client.predict(handle_file(str(square)), api_name="/upload_mask")
+    )
 
 
 def test_stop_ends_the_answer_and_keeps_it(slow_app):

@@ -32,7 +32,7 @@ from browser import (
     to_page,
     unique_copy,
     view,
-)  # fmt: skip
+)
 from PIL import Image
 
 from gar_app import export
@@ -118,8 +118,11 @@ def test_hidpi_zoom_and_pan_keep_marks_on_their_pixel(browser, gar_app_server, t
         box = page.locator("#gar-canvas canvas").bounding_box()
         page.get_by_role("button", name="Zoom in").click()
         centre_x, centre_y = box["width"] / 2, box["height"] / 2
-        expected = {"s": before["s"] * 1.25, "ox": centre_x - (centre_x - before["ox"]) * 1.25,
-                    "oy": centre_y - (centre_y - before["oy"]) * 1.25}  # fmt: skip
+        expected = {
+            "s": before["s"] * 1.25,
+            "ox": centre_x - (centre_x - before["ox"]) * 1.25,
+            "oy": centre_y - (centre_y - before["oy"]) * 1.25,
+        }
         assert close(list(view(page).values()), list(expected.values()), 0.01)
         click_at(page, 300.2, 150.8)
         assert close(marking.current_region.prompt.points[1], (300.2, 150.8))
@@ -211,8 +214,19 @@ def test_every_shortcut_does_its_job(page, gar_app_server, tmp_path):
     page.keyboard.press("?")
     assert page.locator(".gar-cv-help").is_visible()
     help_text = page.locator(".gar-cv-help").inner_text()
-    for shortcut in ("include point", "exclude point", "box", "brush", "eraser", "new region", "delete region",
-                     "describe", "send", "undo", "redo"):  # fmt: skip
+    for shortcut in (
+        "include point",
+        "exclude point",
+        "box",
+        "brush",
+        "eraser",
+        "new region",
+        "delete region",
+        "describe",
+        "send",
+        "undo",
+        "redo",
+    ):
         assert shortcut in help_text
     page.keyboard.press("Escape")
     assert page.locator(".gar-cv-help").is_hidden()

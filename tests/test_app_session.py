@@ -29,8 +29,12 @@ def wait_until(condition, seconds: float = 60, what: str = "the condition") -> N
 
 
 def sessions(demo) -> list[Session]:
-    return [value for state in list(demo.state_holder.session_data.values())
-            for value in list(state.state_data.values()) if isinstance(value, Session)]  # fmt: skip
+    return [
+        value
+        for state in list(demo.state_holder.session_data.values())
+        for value in list(state.state_data.values())
+        if isinstance(value, Session)
+    ]
 
 
 class ShortLivedApp:
@@ -41,8 +45,9 @@ class ShortLivedApp:
 
         self.demo = app_module.build_demo(services, session_ttl=ttl)
         self.demo.queue(default_concurrency_limit=4)
-        _app, self.url, _share = self.demo.launch(server_name="127.0.0.1", server_port=free_port(),
-                                                  prevent_thread_lock=True, quiet=True, css=css())  # fmt: skip
+        _app, self.url, _share = self.demo.launch(
+            server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True, quiet=True, css=css()
+        )
 
     def client(self):
         from gradio_client import Client
@@ -122,8 +127,20 @@ def test_launch_options_reach_gradio(monkeypatch):
     monkeypatch.setattr(gr.Blocks, "queue", record("queue"))
     monkeypatch.setattr(gr.Blocks, "launch", record("launch"))
     monkeypatch.delenv("GAR_APP_AUTH", raising=False)
-    app_module.main(["--no-model", "--no-sam-download", "--auth", "ann:secret", "--max-file-size", "5mb",
-                     "--queue-size", "7", "--port", "7999"])  # fmt: skip
+    app_module.main(
+        [
+            "--no-model",
+            "--no-sam-download",
+            "--auth",
+            "ann:secret",
+            "--max-file-size",
+            "5mb",
+            "--queue-size",
+            "7",
+            "--port",
+            "7999",
+        ]
+    )
     assert seen["launch"]["auth"] == ("ann", "secret") and seen["launch"]["max_file_size"] == "5mb"
     assert seen["queue"]["max_size"] == 7
     seen.clear()
@@ -150,10 +167,26 @@ def app_process(tiny_gar_dir):
 
     port = free_port()
     server = subprocess.Popen(
-        [sys.executable, str(REPO / "app.py"), "--model", str(tiny_gar_dir), "--device", "cpu", "--dtype", "fp32",
-         "--no-sam-download", "--port", str(port), "--session-ttl", "1"],
-        cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-    )  # fmt: skip
+        [
+            sys.executable,
+            str(REPO / "app.py"),
+            "--model",
+            str(tiny_gar_dir),
+            "--device",
+            "cpu",
+            "--dtype",
+            "fp32",
+            "--no-sam-download",
+            "--port",
+            str(port),
+            "--session-ttl",
+            "1",
+        ],
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     url = f"http://127.0.0.1:{port}/"
 
     def up() -> bool:

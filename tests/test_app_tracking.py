@@ -257,8 +257,9 @@ def test_bad_videos_give_a_clear_notice(gar_app_server, tmp_path):
         message = notice(client.predict(handle_file(str(path)), 10, 300, api_name="/track_video"))
         assert "⚠️" in message and expected in message and "Traceback" not in message, message
     assert "no video is being tracked" in notice(client.predict(api_name="/propagate"))
-    assert "the maximum number of frames" in notice(client.predict(handle_file(str(garbage)), 10, -1,
-                                                                   api_name="/track_video"))  # fmt: skip
+    assert "the maximum number of frames" in notice(
+        client.predict(handle_file(str(garbage)), 10, -1, api_name="/track_video")
+    )
 
 
 def test_cancel_stops_a_running_propagation_and_keeps_the_frames_done(gar_app_server, clip):
@@ -392,7 +393,9 @@ def test_opening_another_image_while_tracks_are_unexported_asks_first(gar_app_se
     client, _result, session = tracked(gar_app_server, clip)
     cat = str(Path(__file__).parents[1] / "assets" / "examples" / "cat.jpg")
     result = client.predict(handle_file(cat), api_name="/load_image")
-    assert "The tracked video shapes-" in shown(result[ASK]) and "has work that is not exported" in shown(result[ASK])
+    assert "The tracked video shapes-" in shown(result[ASK]) and "has work that is not exported" in shown(
+        result[ASK]
+    )
     assert session.tracking is not None and session.tracking.tracks.presence(0)[5], "nothing is dropped yet"
     client.predict("stay", api_name="/answer")
     assert session.tracking is not None and len(session.tracking.tracks.regions) == 1

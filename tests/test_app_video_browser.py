@@ -14,7 +14,7 @@ import uuid
 
 import numpy as np
 import pytest
-from browser import ARTIFACTS, after, browser, drag, open_page, page, short_answers  # fmt: skip
+from browser import ARTIFACTS, after, browser, drag, open_page, page, short_answers
 from tracking_helpers import SlowTracker, tracking_session
 
 from gar_app.images import mask_box
@@ -129,7 +129,9 @@ def test_mark_propagate_scrub_and_see_the_mask_on_a_later_frame(page, gar_app_se
     after(page, lambda: page.locator('#gar-timeline .gar-tl-row[data-tag="<Prompt0>"] .gar-tl-chip').click())
     notice_says(page, "<Prompt0> is not on this frame: the next mark puts it here")
     box_marks(page, synthetic.companion[16])  # the tracker "lost" it: put <Prompt0> back here
-    page.wait_for_function("() => document.querySelector('#gar-region-list').textContent.includes('<Prompt0>')")
+    page.wait_for_function(
+        "() => document.querySelector('#gar-region-list').textContent.includes('<Prompt0>')"
+    )
     assert "<Prompt1>" not in page.locator("#gar-region-list").inner_text()
     assert sorted(session.tracking.tracks.regions[0].keyframes) == [0, 16]
 

@@ -48,7 +48,9 @@ def rows(page) -> list[str]:
 
 
 def chat(page) -> list[str]:
-    return [t.strip() for t in page.locator("#gar-chat .message.user, #gar-chat .message.bot").all_inner_texts()]
+    return [
+        t.strip() for t in page.locator("#gar-chat .message.user, #gar-chat .message.bot").all_inner_texts()
+    ]
 
 
 def test_imported_captions_and_dialogue_are_shown_as_written(page, tmp_path):
@@ -78,7 +80,9 @@ def test_typed_captions_and_questions_are_shown_as_written(page, tmp_path):
     for text in PAYLOADS:
         caption.fill(text)
         after(page, lambda: page.locator(".gar-cv-status").click())  # leaving the box saves the caption
-        page.wait_for_function("t => document.querySelector('.gar-region-caption').textContent === t", arg=text)
+        page.wait_for_function(
+            "t => document.querySelector('.gar-region-caption').textContent === t", arg=text
+        )
     page.get_by_role("tab", name="Chat").click()
     question = page.locator("#gar-question textarea")
     question.fill("<Prompt0> " + " ".join(PAYLOADS))

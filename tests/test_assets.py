@@ -44,6 +44,11 @@ def test_asset_opens_at_the_stated_size(row):
         assert path.stat().st_size < 500_000
         count, fps = re.fullmatch(r"(\d+) @ (\d+) fps", frames).groups()
         info = probe(path)
-        assert (info.width, info.height, info.frame_count, info.fps) == (width, height, int(count), float(fps))
+        assert (info.width, info.height, info.frame_count, info.fps) == (
+            width,
+            height,
+            int(count),
+            float(fps),
+        )
         image, index, _ = read_frame(path, index=int(count) - 1)
         assert image.size == (width, height) and index == int(count) - 1

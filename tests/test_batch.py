@@ -48,9 +48,19 @@ def make_coco(folder, count: int = 20) -> dict:
                 else:  # uncompressed RLE (iscrowd style), counts as a list
                     flat = mask.T.reshape(-1)
                     changes = np.flatnonzero(np.diff(np.concatenate([[0], flat, [1 - flat[-1]]])))
-                    segmentation = {"size": [height, width], "counts": np.diff(np.concatenate([[0], changes])).tolist()}
-            annotations.append({"id": 10 * i + j + 1, "image_id": 1000 + i, "segmentation": segmentation,
-                                "category_id": 1, "iscrowd": int(kind == 2)})
+                    segmentation = {
+                        "size": [height, width],
+                        "counts": np.diff(np.concatenate([[0], changes])).tolist(),
+                    }
+            annotations.append(
+                {
+                    "id": 10 * i + j + 1,
+                    "image_id": 1000 + i,
+                    "segmentation": segmentation,
+                    "category_id": 1,
+                    "iscrowd": int(kind == 2),
+                }
+            )
     coco = {"images": images, "annotations": annotations, "categories": [{"id": 1, "name": "thing"}]}
     (folder / "instances.json").write_text(json.dumps(coco))
     return coco
@@ -70,8 +80,24 @@ def reference_mask(annotation: dict, image: dict) -> np.ndarray:
 
 
 def batch_args(folder, tiny_gar_dir, out, *extra) -> list[str]:
-    return ["batch", "--coco", str(folder / "instances.json"), "--images", str(folder / "images"), "--out", str(out),
-            "--model", str(tiny_gar_dir), "--device", "cpu", "--dtype", "fp32", "--max-new-tokens", str(TOKENS), *extra]
+    return [
+        "batch",
+        "--coco",
+        str(folder / "instances.json"),
+        "--images",
+        str(folder / "images"),
+        "--out",
+        str(out),
+        "--model",
+        str(tiny_gar_dir),
+        "--device",
+        "cpu",
+        "--dtype",
+        "fp32",
+        "--max-new-tokens",
+        str(TOKENS),
+        *extra,
+    ]
 
 
 def read_lines(path) -> list[dict]:
@@ -97,8 +123,14 @@ def killed_and_resumed(dataset, tiny_gar_dir):
     folder, _coco = dataset
     out = folder / "local.jsonl"
     command = [sys.executable, "-m", "gar_app.cli", *batch_args(folder, tiny_gar_dir, out)]
-    process = subprocess.Popen(command, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        command,
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
     def third_caption_written() -> bool:
         assert process.poll() is None, "the run ended before it could be killed"
         return out.exists() and out.read_bytes().count(b"\n") >= 3
@@ -145,10 +177,19 @@ def test_ray_gives_the_same_captions_as_local(dataset, local_run, tiny_gar_dir):
     """A local Ray cluster (this machine's CPUs, two actors) over the same items."""
     folder, _coco = dataset
     out = folder / "ray.jsonl"
-    run = subprocess.run([sys.executable, "-m", "gar_app.cli", *batch_args(folder, tiny_gar_dir, out, "--ray",
-                                                                         "--workers", "2")],
-                         cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True,
-                         timeout=900)
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "gar_app.cli",
+            *batch_args(folder, tiny_gar_dir, out, "--ray", "--workers", "2"),
+        ],
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert run.returncode == 0, run.stderr[-3000:]
     assert by_annotation(read_lines(out)) == local_run
 
@@ -169,10 +210,16 @@ def test_merge_writes_the_captions_into_the_coco_file(dataset, local_run, tiny_g
     out = folder / "merge.jsonl"
     out.write_text("".join(json.dumps(r) + "\n" for r in local_run.values()))
     merged_path = folder / "captioned.json"
-    assert main([*batch_args(folder, "no-such-model", out), "--merge-into", str(merged_path)]) == 0  # nothing to do
+    assert (
+        main([*batch_args(folder, "no-such-model", out), "--merge-into", str(merged_path)]) == 0
+    )  # nothing to do
     merged = json.loads(merged_path.read_text())
-    assert [a["caption"] for a in merged["annotations"]] == [local_run[a["id"]]["caption"] for a in coco["annotations"]]
-    assert [{k: v for k, v in a.items() if k != "caption"} for a in merged["annotations"]] == coco["annotations"]
+    assert [a["caption"] for a in merged["annotations"]] == [
+        local_run[a["id"]]["caption"] for a in coco["annotations"]
+    ]
+    assert [{k: v for k, v in a.items() if k != "caption"} for a in merged["annotations"]] == coco[
+        "annotations"
+    ]
     assert merged["images"] == coco["images"] and merged["categories"] == coco["categories"]
 
 
@@ -188,9 +235,12 @@ def test_question_per_image_about_all_its_regions(tmp_path, tiny_gar_dir, tiny_g
     image = coco["images"][0]
     masks = [reference_mask(a, image) for a in coco["annotations"][:2]]
     expected = tiny_gar.chat(Image.open(tmp_path / "images" / image["file_name"]), masks).ask(
-        "How are <Prompt0> and <Prompt1> related?", GenerationSettings(max_new_tokens=TOKENS))
+        "How are <Prompt0> and <Prompt1> related?", GenerationSettings(max_new_tokens=TOKENS)
+    )
     assert first["answer"] == expected
-    assert main([*batch_args(tmp_path, tiny_gar_dir, out), "--question", question]) == 0  # all done: nothing added
+    assert (
+        main([*batch_args(tmp_path, tiny_gar_dir, out), "--question", question]) == 0
+    )  # all done: nothing added
     assert len(read_lines(out)) == 3
 
 

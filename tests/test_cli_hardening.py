@@ -72,25 +72,44 @@ def one_error_line(code: int, err: str) -> str:
         ("--points", "[10, 20]", "--points must be a list of [x, y] pairs"),
         ("--points", '[["a", 1]]', "--points must be a list of [x, y] pairs"),
         ("--points", "[[1, 2], [3]]", "--points must be a list of [x, y] pairs"),
-        ("--points", "[[1, 2" + "0" * 5000 + "]]", "--points must be JSON, e.g. '[[100, 200]]'; got '[[1, 20000"),
+        (
+            "--points",
+            "[[1, 2" + "0" * 5000 + "]]",
+            "--points must be JSON, e.g. '[[100, 200]]'; got '[[1, 20000",
+        ),
         ("--points", "[[1, 2]", "--points must be JSON"),
         ("--points", "[[500.5, 20]]", "point (500.5, 20) is outside the 120x80 image"),
         ("--points", "[]", "no prompt: click a point, drag a box"),
     ],
 )
 def test_malformed_sam_prompts(capsys, files, option, value, message):
-    code, _out, err = run(capsys, "describe", "--image", files["image"], option, value, "--model", "/no/model", *FAST)
+    code, _out, err = run(
+        capsys, "describe", "--image", files["image"], option, value, "--model", "/no/model", *FAST
+    )
     assert message in one_error_line(code, err)
 
 
 @pytest.mark.parametrize(
     ("labels", "message"),
-    [("[2]", "--labels must be a list of 1 (include) and 0 (exclude)"), ('["1"]', "--labels must be a list of 1"),
-     ("[true]", "--labels must be a list of 1"), ("[1, 0]", "--labels has 2 entries for 1 points")],
+    [
+        ("[2]", "--labels must be a list of 1 (include) and 0 (exclude)"),
+        ('["1"]', "--labels must be a list of 1"),
+        ("[true]", "--labels must be a list of 1"),
+        ("[1, 0]", "--labels has 2 entries for 1 points"),
+    ],
 )
 def test_malformed_labels(capsys, files, labels, message):
     code, _out, err = run(
-        capsys, "describe", "--image", files["image"], "--points", "[[40, 30]]", "--labels", labels, "--model", "/x"
+        capsys,
+        "describe",
+        "--image",
+        files["image"],
+        "--points",
+        "[[40, 30]]",
+        "--labels",
+        labels,
+        "--model",
+        "/x",
     )
     assert message in one_error_line(code, err)
 
@@ -100,7 +119,16 @@ def test_box_corners_in_either_order_give_the_same_region(capsys, files, tiny_ga
     regions = []
     for box in ("[25, 15, 75, 65]", "[75, 65, 25, 15]", "[25, 65, 75, 15]"):
         code, out, err = run(
-            capsys, "describe", "--image", files["image"], "--box", box, "--model", tiny_gar_dir, "--json", *FAST
+            capsys,
+            "describe",
+            "--image",
+            files["image"],
+            "--box",
+            box,
+            "--model",
+            tiny_gar_dir,
+            "--json",
+            *FAST,
         )
         assert code == 0, err
         regions.append(json.loads(out.strip().splitlines()[-1])["regions"])
@@ -111,13 +139,26 @@ def test_box_corners_in_either_order_give_the_same_region(capsys, files, tiny_ga
 
 @pytest.mark.parametrize(
     ("name", "message"),
-    [("missing/overlay.png", "folder"), ("overlay.xyz", "the name must end in .png"), ("overlay", "must end in")],
+    [
+        ("missing/overlay.png", "folder"),
+        ("overlay.xyz", "the name must end in .png"),
+        ("overlay", "must end in"),
+    ],
 )
 def test_overlay_path_is_checked_before_anything_is_loaded(capsys, files, tmp_path, name, message):
     target = tmp_path / name
     code, _out, err = run(
-        capsys, "describe", "--image", files["image"], "--mask", files["mask"], "--output-image", target,
-        "--model", "/no/such/model", *FAST,
+        capsys,
+        "describe",
+        "--image",
+        files["image"],
+        "--mask",
+        files["mask"],
+        "--output-image",
+        target,
+        "--model",
+        "/no/such/model",
+        *FAST,
     )
     line = one_error_line(code, err)  # not "no checkpoint folder": the model was never tried
     assert message in line and str(target) in line
@@ -125,7 +166,9 @@ def test_overlay_path_is_checked_before_anything_is_loaded(capsys, files, tmp_pa
 
 
 def test_mask_of_another_aspect_ratio_is_refused(capsys, files):
-    code, _out, err = run(capsys, "describe", "--image", files["image"], "--mask", files["square"], "--model", "/x")
+    code, _out, err = run(
+        capsys, "describe", "--image", files["image"], "--mask", files["square"], "--model", "/x"
+    )
     line = one_error_line(code, err)
     assert "mask square.png is 80x80 but the image is 120x80: another aspect ratio" in line
 
@@ -134,31 +177,57 @@ def test_mask_of_another_size_is_fitted_and_the_cli_says_so(capsys, files, tiny_
     outputs = {}
     for mask in ("mask", "half"):
         code, out, err = run(
-            capsys, "describe", "--image", files["image"], "--mask", files[mask], "--model", tiny_gar_dir, "--json", *FAST
+            capsys,
+            "describe",
+            "--image",
+            files["image"],
+            "--mask",
+            files[mask],
+            "--model",
+            tiny_gar_dir,
+            "--json",
+            *FAST,
         )
         assert code == 0, err
         outputs[mask] = json.loads(out.strip().splitlines()[-1])
         notes = [line for line in err.splitlines() if line.startswith("gar-app: note:")]
-        assert notes == ([] if mask == "mask" else
-                         ["gar-app: note: mask half.png is 60x40, the image 120x80: scaled to fit (same aspect ratio)"])
+        assert notes == (
+            []
+            if mask == "mask"
+            else [
+                "gar-app: note: mask half.png is 60x40, the image 120x80: scaled to fit (same aspect ratio)"
+            ]
+        )
     assert outputs["half"]["regions"] == outputs["mask"]["regions"]
 
 
 def test_eval_run_refuses_an_unknown_dtype(capsys, tmp_path):
     code, _out, err = run(
-        capsys, "eval", "run", "--split", "vqa", "--annotations", tmp_path / "a.json", "--out", tmp_path / "p.json",
-        "--dtype", "foo",
+        capsys,
+        "eval",
+        "run",
+        "--split",
+        "vqa",
+        "--annotations",
+        tmp_path / "a.json",
+        "--out",
+        tmp_path / "p.json",
+        "--dtype",
+        "foo",
     )
     assert "argument --dtype: invalid choice: 'foo'" in one_error_line(code, err)
 
 
-@pytest.mark.parametrize("url", ["not a url", "localhost:8000", "ftp://judge/v1", "http://", "http://host:port/v1"])
+@pytest.mark.parametrize(
+    "url", ["not a url", "localhost:8000", "ftp://judge/v1", "http://", "http://host:port/v1"]
+)
 def test_eval_score_refuses_a_judge_url_that_is_not_one(capsys, tmp_path, url):
     code, _out, err = run(
         capsys, "eval", "score", "simple", tmp_path / "preds.json", "--judge-url", url, "--judge-model", "m"
     )
-    assert f"--judge-url must be an http:// or https:// URL such as http://localhost:8000/v1, not {url!r}" in (
-        one_error_line(code, err)
+    assert (
+        f"--judge-url must be an http:// or https:// URL such as http://localhost:8000/v1, not {url!r}"
+        in (one_error_line(code, err))
     )
 
 
@@ -180,13 +249,30 @@ def test_a_huge_png_is_refused_quickly_and_in_little_memory(tmp_path, files):
     Image.fromarray(np.full((150, 150), 255, np.uint8)).save(tmp_path / "big_mask.png")  # same aspect ratio
     report = tmp_path / "peak.json"
     result = subprocess.run(
-        [sys.executable, "-c", MEASURE, str(report), "describe", "--image", str(big),
-         "--mask", str(tmp_path / "big_mask.png"), "--model", str(tmp_path / "no-model")],
-        cwd=REPO, capture_output=True, text=True, timeout=600,
+        [
+            sys.executable,
+            "-c",
+            MEASURE,
+            str(report),
+            "describe",
+            "--image",
+            str(big),
+            "--mask",
+            str(tmp_path / "big_mask.png"),
+            "--model",
+            str(tmp_path / "no-model"),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
         env={**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1"},
     )
     measured = json.loads(report.read_text())
     line = one_error_line(measured["code"], result.stderr)
-    assert "big.png has 225.0 megapixels, more than the 50 megapixels this app accepts" in line and result.stdout == ""
+    assert (
+        "big.png has 225.0 megapixels, more than the 50 megapixels this app accepts" in line
+        and result.stdout == ""
+    )
     peak_mb = measured["peak_kb"] / 1024  # kilobytes on Linux
     assert peak_mb < 1536, f"peak RSS {peak_mb:.0f} MB"

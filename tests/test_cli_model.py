@@ -43,7 +43,9 @@ def scene_files(tmp_path_factory, scene3):
 
 def test_describe_streams_text_and_json(capsys, tiny_gar_dir, scene_files):
     image, (mask, *_others) = scene_files
-    code, out, err = run_cli(capsys, "describe", "--image", image, "--mask", mask, "--model", tiny_gar_dir, *FAST)
+    code, out, err = run_cli(
+        capsys, "describe", "--image", image, "--mask", mask, "--model", tiny_gar_dir, *FAST
+    )
     assert code == 0 and out.strip(), err
     streamed = out.strip()
     code, out, err = run_cli(
@@ -61,11 +63,22 @@ def test_describe_streams_text_and_json(capsys, tiny_gar_dir, scene_files):
 def test_ask_multiple_choice_with_three_regions(capsys, tiny_gar_dir, scene_files):
     image, masks = scene_files
     code, out, err = run_cli(
-        capsys, "ask", "--image", image, "--masks", *masks,
-        "--question", "What is the relationship between <Prompt0>, <Prompt1>, and <Prompt2>?",
-        "--choices", "A. <Prompt0> is using <Prompt2> to point at <Prompt1>", "B. <Prompt0> has hit <Prompt1>",
-        "--model", tiny_gar_dir, "--json", *FAST,
-    )  # fmt: skip
+        capsys,
+        "ask",
+        "--image",
+        image,
+        "--masks",
+        *masks,
+        "--question",
+        "What is the relationship between <Prompt0>, <Prompt1>, and <Prompt2>?",
+        "--choices",
+        "A. <Prompt0> is using <Prompt2> to point at <Prompt1>",
+        "B. <Prompt0> has hit <Prompt1>",
+        "--model",
+        tiny_gar_dir,
+        "--json",
+        *FAST,
+    )
     assert code == 0, err
     doc = _json(out)
     assert [r["tag"] for r in doc["regions"]] == ["<Prompt0>", "<Prompt1>", "<Prompt2>"]
@@ -81,9 +94,21 @@ def test_ask_multiple_choice_with_three_regions(capsys, tiny_gar_dir, scene_file
 @pytest.mark.parametrize("command", ["describe", "ask"])
 def test_logprobs_in_the_json_document(capsys, tiny_gar_dir, scene_files, command):
     image, masks = scene_files
-    region = ["--mask", masks[0]] if command == "describe" else ["--masks", *masks, "--question", "<Prompt2>?"]
+    region = (
+        ["--mask", masks[0]] if command == "describe" else ["--masks", *masks, "--question", "<Prompt2>?"]
+    )
     code, out, err = run_cli(
-        capsys, command, "--image", image, *region, "--model", tiny_gar_dir, "--json", "--logprobs", "3", *FAST
+        capsys,
+        command,
+        "--image",
+        image,
+        *region,
+        "--model",
+        tiny_gar_dir,
+        "--json",
+        "--logprobs",
+        "3",
+        *FAST,
     )
     assert code == 0, err
     doc = _json(out)
@@ -109,7 +134,9 @@ def test_logprobs_in_the_json_document(capsys, tiny_gar_dir, scene_files, comman
 )
 def test_logprobs_out_of_range_is_one_clear_line(capsys, tiny_gar_dir, scene_files, extra, message):
     image, masks = scene_files
-    code, _out, err = run_cli(capsys, "describe", "--image", image, "--mask", masks[0], "--model", tiny_gar_dir, *extra)
+    code, _out, err = run_cli(
+        capsys, "describe", "--image", image, "--mask", masks[0], "--model", tiny_gar_dir, *extra
+    )
     assert code == 2 and f"gar-app: error: {message}" in err and "Traceback" not in err
 
 
@@ -121,11 +148,24 @@ def test_ask_runs_on_every_garbench_sample_item(capsys, tmp_path, tiny_gar10_dir
         for k, mask in enumerate(decode_rles(item)):
             paths.append(tmp_path / f"{item['id']}_{k}.png")
             Image.fromarray(mask.astype(np.uint8) * 255).save(paths[-1])
-        question = item.get("question") or "Describe <Prompt0> in detail, including the relationship with <Prompt1>."
+        question = (
+            item.get("question") or "Describe <Prompt0> in detail, including the relationship with <Prompt1>."
+        )
         extra = ["--choices", *item["choices"]] if split == "vqa" else []
         code, out, err = run_cli(
-            capsys, "ask", "--image", image, "--masks", *paths, "--question", question, *extra,
-            "--model", tiny_gar10_dir, "--json", *FAST,
+            capsys,
+            "ask",
+            "--image",
+            image,
+            "--masks",
+            *paths,
+            "--question",
+            question,
+            *extra,
+            "--model",
+            tiny_gar10_dir,
+            "--json",
+            *FAST,
         )
         assert code == 0, f"{item['id']}: {err}"
         doc = _json(out)
@@ -144,7 +184,13 @@ def inputs(tmp_path):
     Image.fromarray(np.zeros_like(mask)).save(empty)
     corrupt = tmp_path / "corrupt.png"
     corrupt.write_bytes(b"\x89PNG\r\n\x1a\nnot really a png")
-    return {"image": image, "mask": good, "empty": empty, "corrupt": corrupt, "missing": tmp_path / "nope.png"}
+    return {
+        "image": image,
+        "mask": good,
+        "empty": empty,
+        "corrupt": corrupt,
+        "missing": tmp_path / "nope.png",
+    }
 
 
 @pytest.mark.parametrize(
@@ -153,11 +199,23 @@ def inputs(tmp_path):
         (["describe", "--image", "{missing}", "--mask", "{mask}"], "Image file not found"),
         (["describe", "--image", "{corrupt}", "--mask", "{mask}"], "not a valid image"),
         (["describe", "--image", "{image}", "--mask", "{empty}"], "region is empty"),
-        (["ask", "--image", "{image}", "--masks", "{mask}", "{empty}", "--question", "<Prompt1>?"], "is empty"),
-        (["ask", "--image", "{image}", "--masks", *["{mask}"] * 6, "--question", "<Prompt0>?"], "at most 5 regions"),
-        (["ask", "--image", "{image}", "--masks", "{mask}", "--question", "Is <Prompt3> red?"], "no such region"),
+        (
+            ["ask", "--image", "{image}", "--masks", "{mask}", "{empty}", "--question", "<Prompt1>?"],
+            "is empty",
+        ),
+        (
+            ["ask", "--image", "{image}", "--masks", *["{mask}"] * 6, "--question", "<Prompt0>?"],
+            "at most 5 regions",
+        ),
+        (
+            ["ask", "--image", "{image}", "--masks", "{mask}", "--question", "Is <Prompt3> red?"],
+            "no such region",
+        ),
         (["describe", "--image", "{image}"], "say which region"),
-        (["describe", "--image", "{image}", "--mask", "{mask}", "--model", "{missing}"], "no checkpoint folder"),
+        (
+            ["describe", "--image", "{image}", "--mask", "{mask}", "--model", "{missing}"],
+            "no checkpoint folder",
+        ),
     ],
 )
 def test_bad_input_is_one_clear_line(capsys, tiny_gar_dir, inputs, argv, message):
@@ -173,9 +231,26 @@ def test_bad_input_is_one_clear_line(capsys, tiny_gar_dir, inputs, argv, message
 
 def test_real_process_exits_nonzero_without_traceback(inputs, tiny_gar_dir):
     result = subprocess.run(
-        [sys.executable, "-m", "gar_app.cli", "ask", "--image", str(inputs["image"]), "--masks", str(inputs["mask"]),
-         "--question", "What about <Prompt4>?", "--model", str(tiny_gar_dir), *FAST],
-        capture_output=True, text=True, cwd=REPO, timeout=300, env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"},
+        [
+            sys.executable,
+            "-m",
+            "gar_app.cli",
+            "ask",
+            "--image",
+            str(inputs["image"]),
+            "--masks",
+            str(inputs["mask"]),
+            "--question",
+            "What about <Prompt4>?",
+            "--model",
+            str(tiny_gar_dir),
+            *FAST,
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=300,
+        env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"},
     )
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
@@ -192,21 +267,29 @@ def test_offline_default_model_says_how_to_point_at_a_folder(capsys, inputs, mon
 def test_tiny_gar_command_writes_a_loadable_checkpoint(capsys, tmp_path):
     from gar_app.model import load_gar
 
-    code, out, _err = run_cli(capsys, "tiny", "gar", tmp_path / "tiny", "--prompt-numbers", "3", "--max-num-tiles", "4")
+    code, out, _err = run_cli(
+        capsys, "tiny", "gar", tmp_path / "tiny", "--prompt-numbers", "3", "--max-num-tiles", "4"
+    )
     assert code == 0 and out.strip() == str(tmp_path / "tiny")
     files = {p.name for p in (tmp_path / "tiny").iterdir()}
     assert {"config.json", "model.safetensors", "tokenizer.json", "preprocessor_config.json"} <= files
     assert sum(p.stat().st_size for p in (tmp_path / "tiny").iterdir()) < 5_000_000
     gar = load_gar(tmp_path / "tiny", device="cpu")
     assert gar.prompt_numbers == 3
-    assert gar.processor.tokenizer.convert_tokens_to_ids("<Prompt2>") >= gar.processor.tokenizer.convert_tokens_to_ids(
-        "<|eot_id|>"
-    ), "region tokens come after the base vocabulary"
+    assert gar.processor.tokenizer.convert_tokens_to_ids(
+        "<Prompt2>"
+    ) >= gar.processor.tokenizer.convert_tokens_to_ids("<|eot_id|>"), (
+        "region tokens come after the base vocabulary"
+    )
 
 
 def test_app_command_line_options():
     result = subprocess.run(
-        [sys.executable, "app.py", "--help"], capture_output=True, text=True, cwd=REPO, timeout=120,
+        [sys.executable, "app.py", "--help"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=120,
         env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"},
     )
     assert result.returncode == 0

@@ -33,8 +33,18 @@ def _run(capsys, *argv):
 def test_box_without_sam_uses_the_fallback_and_says_so(capsys, tmp_path, tiny_gar_dir):
     overlay = tmp_path / "vis.png"
     code, out, err = _run(
-        capsys, "describe", "--image", ROCKET, "--box", ROCKET_BOX, "--output-image", overlay,
-        "--model", tiny_gar_dir, "--json", *FAST,
+        capsys,
+        "describe",
+        "--image",
+        ROCKET,
+        "--box",
+        ROCKET_BOX,
+        "--output-image",
+        overlay,
+        "--model",
+        tiny_gar_dir,
+        "--json",
+        *FAST,
     )
     assert code == 0, err
     assert "segmenting with GrabCut fallback" in err
@@ -55,8 +65,20 @@ def test_box_without_sam_uses_the_fallback_and_says_so(capsys, tmp_path, tiny_ga
 
 def test_points_with_tiny_sam(capsys, tmp_path, tiny_gar_dir, tiny_sam_path):
     code, out, err = _run(
-        capsys, "describe", "--image", ROCKET, "--points", "[[320, 250], [322, 350]]", "--labels", "[1, 1]",
-        "--sam", tiny_sam_path, "--model", tiny_gar_dir, "--json", *FAST,
+        capsys,
+        "describe",
+        "--image",
+        ROCKET,
+        "--points",
+        "[[320, 250], [322, 350]]",
+        "--labels",
+        "[1, 1]",
+        "--sam",
+        tiny_sam_path,
+        "--model",
+        tiny_gar_dir,
+        "--json",
+        *FAST,
     )
     assert code == 0, err
     doc = json.loads(out.strip().splitlines()[-1])

@@ -132,14 +132,26 @@ def test_cli_decode_switch_gives_the_same_answer(tiny_gar_dir, tmp_path, capsys)
     Image.fromarray(masks[0].astype(np.uint8) * 255).save(mask_path)
     texts = {}
     for mode in ("eager", "static"):
-        argv = ["describe", "--image", str(CAT), "--mask", str(mask_path), "--model", str(tiny_gar_dir),
-                "--device", "cpu", "--max-new-tokens", "16", "--decode", mode]
+        argv = [
+            "describe",
+            "--image",
+            str(CAT),
+            "--mask",
+            str(mask_path),
+            "--model",
+            str(tiny_gar_dir),
+            "--device",
+            "cpu",
+            "--max-new-tokens",
+            "16",
+            "--decode",
+            mode,
+        ]
         assert main(argv) == 0
         captured = capsys.readouterr()
         assert f"({mode} decoding)" in captured.err
         texts[mode] = captured.out
     assert texts["static"] == texts["eager"] and texts["eager"].strip()
-
 
 
 def test_random_model_in_memory_is_the_written_checkpoint(tmp_path):

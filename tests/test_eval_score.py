@@ -126,13 +126,17 @@ def test_a_repeated_record_is_counted_once_and_listed(tmp_path, capsys):
     assert eval_cli(["eval", "score", "vqa", path]) == 0
     table = capsys.readouterr().out
     assert table.splitlines()[-2].split() == ["overall", "1", "2", "50.0"]
-    assert table.splitlines()[-1] == "duplicates: 2 records repeat an earlier one and were counted once: q2, q1"
+    assert (
+        table.splitlines()[-1] == "duplicates: 2 records repeat an earlier one and were counted once: q2, q1"
+    )
 
 
 def test_records_named_by_index_are_deduplicated_too():
     score = score_vqa([record("A", "A", index=0), record("A", "A", index=0), record("A", "A", index=1)])
     assert score.overall.total == 2 and score.duplicates == ["0"]
-    assert score_vqa([record("A", "A", id=0), record("A", "A", index=0)]).overall.total == 2, "id 0 is not index 0"
+    assert score_vqa([record("A", "A", id=0), record("A", "A", index=0)]).overall.total == 2, (
+        "id 0 is not index 0"
+    )
 
 
 @pytest.mark.parametrize("change", [{"model_output": "B"}, {"answer": "B"}, {"type": "shape"}])
@@ -146,8 +150,10 @@ def test_the_same_item_with_another_prediction_is_refused(tmp_path, change):
     ("records", "message"),
     [
         ([], "nothing to score: 0 records and no model_output"),
-        ([{"id": "q", "answer": "A", "type": "color", "unsupported": "needs 9 regions"}],
-         r"nothing to score: 1 records and no model_output \(1 unsupported\)"),
+        (
+            [{"id": "q", "answer": "A", "type": "color", "unsupported": "needs 9 regions"}],
+            r"nothing to score: 1 records and no model_output \(1 unsupported\)",
+        ),
     ],
 )
 def test_nothing_to_score_is_an_error_not_zero_of_zero(tmp_path, capsys, records, message):

@@ -45,8 +45,10 @@ def _runs(mask: np.ndarray) -> list[int]:
 
 def _masks() -> list[np.ndarray]:
     rng = np.random.default_rng(7)
-    masks = [rng.random(shape) < p for shape, p in [((17, 23), 0.5), ((31, 5), 0.1), ((1, 7), 0.5),
-                                                     ((13, 1), 0.5), ((64, 65), 0.9)]]
+    masks = [
+        rng.random(shape) < p
+        for shape, p in [((17, 23), 0.5), ((31, 5), 0.1), ((1, 7), 0.5), ((13, 1), 0.5), ((64, 65), 0.9)]
+    ]
     masks += [np.zeros((9, 11), bool), np.ones((9, 11), bool), np.zeros((1, 1), bool), np.ones((1, 1), bool)]
     border = np.ones((10, 7), bool)
     border[1:-1, 1:-1] = False
@@ -109,21 +111,36 @@ def _document() -> AnnotationDocument:
     one = np.zeros((h, w), bool)
     one[h - 1, 0] = True
     regions = [
-        ExportedRegion(0, "#ff0000", "points", rng.random((h, w)) < 0.3, "a speckled thing",
-                       points=[(3, 4), (10.5, 20.25)], labels=[1, 0]),
+        ExportedRegion(
+            0,
+            "#ff0000",
+            "points",
+            rng.random((h, w)) < 0.3,
+            "a speckled thing",
+            points=[(3, 4), (10.5, 20.25)],
+            labels=[1, 0],
+        ),
         ExportedRegion(1, "#00ff00", "box", blob, "a block", prompt_box=(29.5, 4.0, 52.9, 19.2)),
         ExportedRegion(3, "#0000ff", "scribble", one, "", scribble=[(0, 36), (1, 35), (2.5, 34)]),
         ExportedRegion(4, "#ffe119", "mask", np.zeros((h, w), bool), "ghost", mask_name="upload.png"),
     ]
     dialogue = [
         Turn("user", "Compare <Prompt1> with <Prompt0> and <Prompt1>.", "2025-06-01T12:00:00.000Z"),
-        Turn("assistant", "<Prompt0> is speckled; <Prompt1> is a solid block — «ünïcode».",
-             "2025-06-01T12:00:01.250Z", "HaochenWang/GAR-1B",
-             {"do_sample": True, "temperature": 0.7, "top_p": 0.9, "max_new_tokens": 256}),
+        Turn(
+            "assistant",
+            "<Prompt0> is speckled; <Prompt1> is a solid block — «ünïcode».",
+            "2025-06-01T12:00:01.250Z",
+            "HaochenWang/GAR-1B",
+            {"do_sample": True, "temperature": 0.7, "top_p": 0.9, "max_new_tokens": 256},
+        ),
         Turn("user", "And <Prompt3>?", "2025-06-01T12:00:05+00:00"),
     ]
-    return AnnotationDocument(ImageInfo("frame.png", w, h, "ab" * 32, "pixels"), regions, dialogue,
-                              VideoFrame("clip.mp4", 17, 17 / 24))
+    return AnnotationDocument(
+        ImageInfo("frame.png", w, h, "ab" * 32, "pixels"),
+        regions,
+        dialogue,
+        VideoFrame("clip.mp4", 17, 17 / 24),
+    )
 
 
 def test_document_round_trips_exactly():
@@ -140,27 +157,46 @@ def test_document_round_trips_exactly():
 def test_document_fields():
     data = json.loads(to_json(_document()))
     assert data["format"] == FORMAT == "gar-app/1"
-    assert data["image"] == {"name": "frame.png", "width": 53, "height": 37, "sha256": "ab" * 32,
-                             "sha256_of": "pixels"}
+    assert data["image"] == {
+        "name": "frame.png",
+        "width": 53,
+        "height": 37,
+        "sha256": "ab" * 32,
+        "sha256_of": "pixels",
+    }
     assert data["video"] == {"name": "clip.mp4", "frame_index": 17, "time_s": 17 / 24}
     block = data["regions"][1]
     assert (block["tag"], block["box"], block["area"]) == ("<Prompt1>", [30, 5, 52, 19], 15 * 23)
-    assert block["prompt"] == {"source": "box", "points": [], "labels": [], "box": [29.5, 4.0, 52.9, 19.2],
-                               "scribble": [], "mask_name": None}
+    assert block["prompt"] == {
+        "source": "box",
+        "points": [],
+        "labels": [],
+        "box": [29.5, 4.0, 52.9, 19.2],
+        "scribble": [],
+        "mask_name": None,
+    }
     assert block["mask"]["size"] == [37, 53] and isinstance(block["mask"]["counts"], str)
     one, ghost = data["regions"][2], data["regions"][3]
     assert (one["box"], one["area"]) == ([0, 36, 0, 36], 1)
     assert (ghost["box"], ghost["area"], ghost["prompt"]["mask_name"]) == (None, 0, "upload.png")
-    assert [t["tags"] for t in data["dialogue"]] == [["<Prompt0>", "<Prompt1>"], ["<Prompt0>", "<Prompt1>"],
-                                                     ["<Prompt3>"]]
+    assert [t["tags"] for t in data["dialogue"]] == [
+        ["<Prompt0>", "<Prompt1>"],
+        ["<Prompt0>", "<Prompt1>"],
+        ["<Prompt3>"],
+    ]
     assert data["dialogue"][1]["decoding"]["temperature"] == 0.7
 
 
 def test_tags_and_time():
     assert tags_in("<Prompt10>, <Prompt2>, <Prompt2>, <Prompt02>, <prompt1>, <Prompt0>") == [
-        "<Prompt0>", "<Prompt2>", "<Prompt10>"]
+        "<Prompt0>",
+        "<Prompt2>",
+        "<Prompt10>",
+    ]
     stamp = utc_now()
-    assert stamp.endswith("Z") and datetime.fromisoformat(stamp.replace("Z", "+00:00")).utcoffset().seconds == 0
+    assert (
+        stamp.endswith("Z") and datetime.fromisoformat(stamp.replace("Z", "+00:00")).utcoffset().seconds == 0
+    )
 
 
 def _edit(path: str, value) -> callable:
@@ -268,15 +304,21 @@ def test_an_import_is_checked_against_the_loaded_image_by_file_and_by_pixels(tmp
     for document, loaded in [(as_file, as_file), (as_pixels, as_pixels), (as_pixels, as_file)]:
         check_image(document, loaded, image)  # the same picture: no complaint
 
-    with pytest.raises(InputError, match=r"annotates photo.png \(9x6\); the loaded image other.png has that size "
-                                         r"but its file differs"):
+    with pytest.raises(
+        InputError,
+        match=r"annotates photo.png \(9x6\); the loaded image other.png has that size "
+        r"but its file differs",
+    ):
         check_image(as_file, other_file, other_image)
     with pytest.raises(InputError, match="its pixels differ"):
         check_image(as_pixels, other_pixels, other_image)
     with pytest.raises(InputError, match="its pixels differ"):
         check_image(as_pixels, other_file, other_image)  # a file-loaded image is hashed by its pixels too
-    with pytest.raises(InputError, match="identifies it by its file, but the loaded image did not come from a "
-                                         "file; open photo.png itself"):
+    with pytest.raises(
+        InputError,
+        match="identifies it by its file, but the loaded image did not come from a "
+        "file; open photo.png itself",
+    ):
         check_image(as_file, as_pixels, image)  # cannot be checked: refused, even for the very same pixels
     small = image_info(Image.fromarray(rgb[:5]), name="small")
     with pytest.raises(InputError, match=r"annotates photo.png \(9x6\), not the loaded 9x5 image"):
@@ -291,7 +333,9 @@ def test_a_number_too_long_for_python_is_a_clear_error():
     with pytest.raises(InputError, match="a number with 31 digits"):
         from_json(text.replace('"width": 53', '"width": -' + "5" * 31))
     with pytest.raises(InputError, match="image size 55555555555555555555555555555x37 is empty or larger"):
-        from_json(text.replace('"width": 53', '"width": ' + "5" * 29))  # within the digits: other checks answer
+        from_json(
+            text.replace('"width": 53', '"width": ' + "5" * 29)
+        )  # within the digits: other checks answer
 
 
 def test_training_record():
@@ -319,8 +363,12 @@ def test_training_record_from_captions_only():
     doc.dialogue = []
     (record,) = to_training_records(doc)
     values = [c["value"] for c in record["conversations"]]
-    assert values == ["<image>\nDescribe <Prompt0> in detail.", "a speckled thing",
-                      "Describe <Prompt1> in detail.", "a block"]
+    assert values == [
+        "<image>\nDescribe <Prompt0> in detail.",
+        "a speckled thing",
+        "Describe <Prompt1> in detail.",
+        "a block",
+    ]
     assert [c["from"] for c in record["conversations"]] == ["human", "gpt"] * 2
     doc.regions = [r for r in doc.regions if not r.caption or not r.mask.any()]
     assert to_training_records(doc) == []
@@ -331,5 +379,7 @@ def test_an_import_file_over_the_size_limit_is_not_read(tmp_path, monkeypatch):
     path.write_text(to_json(_document()))
     assert read_document(path).image.width == 53
     monkeypatch.setenv("GAR_APP_MAX_FILE_MB", str(path.stat().st_size / 2**20 / 2))
-    with pytest.raises(InputError, match=r"the file session.gar.json is 0.0 MB, more than the .* MB this app reads"):
+    with pytest.raises(
+        InputError, match=r"the file session.gar.json is 0.0 MB, more than the .* MB this app reads"
+    ):
         read_document(path)

@@ -47,7 +47,9 @@ def test_every_format_becomes_8_bit_rgb(tmp_path):
     rgba = np.asarray(load_image(images["rgba"]))
     assert (rgba[:, 50] == 255).all(), "transparency is composited on white, as PerceptionLM does"
     grey16 = np.asarray(load_image(images["grey16"]))[..., 0].astype(int)
-    assert grey16[0, 0] == 0 and grey16[0, 59] > 200 and np.all(np.diff(grey16[0]) >= 0), "16-bit is scaled, not clipped"
+    assert grey16[0, 0] == 0 and grey16[0, 59] > 200 and np.all(np.diff(grey16[0]) >= 0), (
+        "16-bit is scaled, not clipped"
+    )
 
 
 def test_masks_any_nonzero_and_resized_nearest():
@@ -65,14 +67,18 @@ def test_masks_any_nonzero_and_resized_nearest():
 def test_a_mask_of_another_aspect_ratio_is_refused_not_stretched(tmp_path):
     path = tmp_path / "square.png"
     Image.fromarray(np.full((40, 40), 255, np.uint8)).save(path)
-    with pytest.raises(InputError, match=r"mask square.png is 40x40 but the image is 60x40: another aspect ratio"):
+    with pytest.raises(
+        InputError, match=r"mask square.png is 40x40 but the image is 60x40: another aspect ratio"
+    ):
         load_mask(path, size=(60, 40))
     with pytest.raises(InputError, match="another aspect ratio"):
         load_mask(np.ones((40, 55), bool), size=(60, 40))  # 5 pixels off: not rounding
 
 
-@pytest.mark.parametrize(("mask_size", "image_size"), [((500, 333), (1001, 667)), ((501, 334), (1001, 667)),
-                                                      ((2002, 1334), (1001, 667)), ((61, 40), (60, 40))])
+@pytest.mark.parametrize(
+    ("mask_size", "image_size"),
+    [((500, 333), (1001, 667)), ((501, 334), (1001, 667)), ((2002, 1334), (1001, 667)), ((61, 40), (60, 40))],
+)
 def test_rounded_sizes_count_as_the_same_aspect_ratio(mask_size, image_size):
     mask = np.zeros(mask_size[::-1], bool)
     mask[: mask_size[1] // 2] = True
@@ -129,7 +135,9 @@ def test_a_huge_png_is_refused_from_its_header(tmp_path, decodes):
     path = write_blank_png(tmp_path / "huge.png", 15000, 15000)
     assert path.stat().st_size < 1_000_000
     for load in (load_image, load_mask):
-        with pytest.raises(InputError, match=r"huge.png has 225.0 megapixels, more than the 50 megapixels this app accepts"):
+        with pytest.raises(
+            InputError, match=r"huge.png has 225.0 megapixels, more than the 50 megapixels this app accepts"
+        ):
             load(path)
     assert decodes == []
 
@@ -142,11 +150,16 @@ def test_the_pixel_limit_is_a_setting(tmp_path, monkeypatch, decodes):
     assert load_image(path).size == (400, 300)
     monkeypatch.setenv("GAR_APP_MAX_IMAGE_MEGAPIXELS", "0.1")  # 100,000 pixels; this one has 120,000
     decodes.clear()
-    with pytest.raises(InputError, match=r"400x300 \(0.1 megapixels\), more than the 0.1 megapixels .*GAR_APP_MAX_IMAGE_MEGAPIXELS"):
+    with pytest.raises(
+        InputError,
+        match=r"400x300 \(0.1 megapixels\), more than the 0.1 megapixels .*GAR_APP_MAX_IMAGE_MEGAPIXELS",
+    ):
         load_image(path)
     assert decodes == []
     monkeypatch.setenv("GAR_APP_MAX_IMAGE_MEGAPIXELS", "lots")
-    with pytest.raises(GarAppError, match="GAR_APP_MAX_IMAGE_MEGAPIXELS must be a positive number, not 'lots'"):
+    with pytest.raises(
+        GarAppError, match="GAR_APP_MAX_IMAGE_MEGAPIXELS must be a positive number, not 'lots'"
+    ):
         load_image(path)
 
 
@@ -170,7 +183,10 @@ def test_files_over_the_size_limit_are_not_read(tmp_path, monkeypatch, decodes):
     size_mb = path.stat().st_size / 2**20
     monkeypatch.setenv("GAR_APP_MAX_FILE_MB", f"{size_mb * 0.9:.4f}")
     for load in (load_image, load_mask):
-        with pytest.raises(InputError, match=r"noise.png is 0.0 MB, more than the .* MB this app reads \(raise \$GAR_APP_MAX_FILE_MB"):
+        with pytest.raises(
+            InputError,
+            match=r"noise.png is 0.0 MB, more than the .* MB this app reads \(raise \$GAR_APP_MAX_FILE_MB",
+        ):
             load(path)
     assert decodes == []
     monkeypatch.setenv("GAR_APP_MAX_FILE_MB", f"{size_mb * 1.1:.4f}")

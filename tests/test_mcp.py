@@ -28,8 +28,13 @@ def mcp_app(tiny_gar):
     demo = build_demo(services)
     mcp_tools.attach(demo, services)
     demo.queue()
-    _app, url, _share = demo.launch(server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True,
-                                    quiet=True, mcp_server=True)
+    _app, url, _share = demo.launch(
+        server_name="127.0.0.1",
+        server_port=free_port(),
+        prevent_thread_lock=True,
+        quiet=True,
+        mcp_server=True,
+    )
     yield url
     demo.close()
 
@@ -37,11 +42,18 @@ def mcp_app(tiny_gar):
 def test_schema_lists_both_tools_with_their_argument_types(mcp_app):
     tools = {tool["name"]: tool for tool in httpx.get(f"{mcp_app}gradio_api/mcp/schema").json()}
     assert set(tools) == {"describe_region", "ask_about_regions"}  # the page's own events are not tools
-    types = {name: {k: v["type"] for k, v in tool["inputSchema"]["properties"].items()} for name, tool in tools.items()}
+    types = {
+        name: {k: v["type"] for k, v in tool["inputSchema"]["properties"].items()}
+        for name, tool in tools.items()
+    }
     assert types == {
         "describe_region": {"image": "string", "region": "object", "max_new_tokens": "integer"},
-        "ask_about_regions": {"image": "string", "regions": "array", "question": "string",
-                              "max_new_tokens": "integer"},
+        "ask_about_regions": {
+            "image": "string",
+            "regions": "array",
+            "question": "string",
+            "max_new_tokens": "integer",
+        },
     }
     assert tools["ask_about_regions"]["inputSchema"]["properties"]["regions"]["items"]["type"] == "object"
     assert tools["ask_about_regions"]["inputSchema"]["required"] == ["image", "regions", "question"]
@@ -54,8 +66,10 @@ def call_tools(url: str, calls: list[tuple[str, dict]]) -> list:
     from mcp.client.streamable_http import streamable_http_client
 
     async def run():
-        async with streamable_http_client(f"{url}gradio_api/mcp/") as (read, write, _), \
-                ClientSession(read, write) as session:
+        async with (
+            streamable_http_client(f"{url}gradio_api/mcp/") as (read, write, _),
+            ClientSession(read, write) as session,
+        ):
             await session.initialize()
             listed = {tool.name for tool in (await session.list_tools()).tools}
             return listed, [await session.call_tool(name, arguments) for name, arguments in calls]
@@ -70,13 +84,28 @@ def test_tools_answer_as_the_library_does(mcp_app, tiny_gar):
     question = "What is <Prompt0> doing next to <Prompt1>?"
     answer = tiny_gar.chat(IMAGE, [first, second]).ask(question, settings)
     image = data_url(png_bytes(IMAGE))
-    listed, results = call_tools(mcp_app, [
-        ("describe_region", {"image": image, "region": {"box": [6, 4, 40, 30]}, "max_new_tokens": 6}),
-        ("ask_about_regions", {"image": image, "question": question, "max_new_tokens": 6,
-                               "regions": [{"mask": mask_to_rle(first)},
-                                           {"mask_url": data_url(png_bytes(second.astype("uint8") * 255))}]}),
-        ("ask_about_regions", {"image": image, "question": "Where is <Prompt2>?", "regions": [{"box": [6, 4, 40, 30]}]}),
-    ])
+    listed, results = call_tools(
+        mcp_app,
+        [
+            ("describe_region", {"image": image, "region": {"box": [6, 4, 40, 30]}, "max_new_tokens": 6}),
+            (
+                "ask_about_regions",
+                {
+                    "image": image,
+                    "question": question,
+                    "max_new_tokens": 6,
+                    "regions": [
+                        {"mask": mask_to_rle(first)},
+                        {"mask_url": data_url(png_bytes(second.astype("uint8") * 255))},
+                    ],
+                },
+            ),
+            (
+                "ask_about_regions",
+                {"image": image, "question": "Where is <Prompt2>?", "regions": [{"box": [6, 4, 40, 30]}]},
+            ),
+        ],
+    )
     assert {"describe_region", "ask_about_regions"} <= listed
     assert not results[0].isError and results[0].content[0].text == caption
     assert not results[1].isError and results[1].content[0].text == answer

@@ -44,7 +44,9 @@ def test_replayed_features_land_exactly_in_placeholder_runs(tiny_gar, demo3):
     model, processor = tiny_gar.model, tiny_gar.processor
     regions = {0: masks[0], 2: masks[2]}
     inputs = processor.image_inputs(image, regions)
-    prompt = question_prompt("How is <Prompt0> related to <Prompt2>?", {k: processor.region_run(k) for k in regions})
+    prompt = question_prompt(
+        "How is <Prompt0> related to <Prompt2>?", {k: processor.region_run(k) for k in regions}
+    )
     ids = processor.encode(processor.first_turn_text(prompt), inputs.num_tiles)
 
     features = model.encode_image(inputs.pixel_values, inputs.prompt_values)
@@ -107,7 +109,9 @@ def test_stitching_and_replay_on_non_square_grids(tiny_gar, name, crop, grid, co
     ys, xs = np.nonzero(mask)
     box = (xs.min() / width, ys.min() / height, xs.max() / width, ys.max() / height)
     map_h, map_w = big.shape[-2:]
-    roi = torch.tensor([[0, box[0] * map_w, box[1] * map_h, box[2] * map_w, box[3] * map_h]], dtype=torch.float32)
+    roi = torch.tensor(
+        [[0, box[0] * map_w, box[1] * map_h, box[2] * map_w, box[3] * map_h]], dtype=torch.float32
+    )
     expected = roi_align(big, roi, (16, 16), spatial_scale=1 / 28, sampling_ratio=2, aligned=True)
     expected = expected[0].permute(1, 2, 0).reshape(256, -1)
     replayed = model.replay_region(model.feature_map(features, inputs.grid), box)
@@ -171,7 +175,12 @@ def test_streaming_matches_greedy_generate_and_arrives_early(tiny_gar64, demo3):
 
 def _box(mask: np.ndarray):
     ys, xs = np.nonzero(mask)
-    return xs.min() / mask.shape[1], ys.min() / mask.shape[0], xs.max() / mask.shape[1], ys.max() / mask.shape[0]
+    return (
+        xs.min() / mask.shape[1],
+        ys.min() / mask.shape[0],
+        xs.max() / mask.shape[1],
+        ys.max() / mask.shape[0],
+    )
 
 
 def test_follow_up_turns_match_recomputing_from_scratch(tiny_gar64, demo3):
@@ -312,7 +321,9 @@ def test_placeholders_are_never_generated_so_the_conversation_rereads_the_same(t
         gar.model.mllm.lm_head.weight[gar.config.crop_tokens_ids[0]] *= 1000
     image, masks = demo3
     session = gar.chat(image, masks)
-    session.ask("What is <Prompt0>?", GenerationSettings(max_new_tokens=20, do_sample=True, temperature=2.0, seed=0))
+    session.ask(
+        "What is <Prompt0>?", GenerationSettings(max_new_tokens=20, do_sample=True, temperature=2.0, seed=0)
+    )
     generated = session._ids[-20:]
     assert not set(generated) & gar.processor.placeholder_ids
     session.release_cache()

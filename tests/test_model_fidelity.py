@@ -61,7 +61,9 @@ class Reference:
         self.max_tiles = json.loads((folder / "preprocessor_config.json").read_text())["max_num_tiles"]
         weights = load_file(folder / "model.safetensors")
         self.mask_weight = weights.pop("mask_patch_embedding.weight")
-        self.mllm = PerceptionLMForConditionalGeneration(PerceptionLMConfig(**self.config["mllm_config"])).eval()
+        self.mllm = PerceptionLMForConditionalGeneration(
+            PerceptionLMConfig(**self.config["mllm_config"])
+        ).eval()
         self.mllm.load_state_dict({k.removeprefix("mllm."): v for k, v in weights.items()})
 
     def ids(self, prompt: str, tiles: int) -> torch.Tensor:
@@ -78,12 +80,17 @@ class Reference:
 
     def tiles(self, picture: Image.Image, interpolation) -> tuple[torch.Tensor, tuple[int, int]]:
         pixels = torch.from_numpy(np.array(picture.convert("RGB"))).permute(2, 0, 1)[None]
-        stock = PerceptionLMImageProcessor(vision_input_type="thumb+tile", tile_size=448, max_num_tiles=self.max_tiles)
+        stock = PerceptionLMImageProcessor(
+            vision_input_type="thumb+tile", tile_size=448, max_num_tiles=self.max_tiles
+        )
         _, (cols, rows) = stock.resize(pixels[:0], 448, self.max_tiles)  # PerceptionLM's grid choice
         thumb = v1.resize(pixels, [448, 448], interpolation=interpolation, antialias=True)
         canvas = v1.resize(pixels, [448 * rows, 448 * cols], interpolation=interpolation, antialias=True)
-        tiles = [thumb[0]] + [canvas[0, :, r * 448 : (r + 1) * 448, c * 448 : (c + 1) * 448]
-                              for r in range(rows) for c in range(cols)]  # fmt: skip
+        tiles = [thumb[0]] + [
+            canvas[0, :, r * 448 : (r + 1) * 448, c * 448 : (c + 1) * 448]
+            for r in range(rows)
+            for c in range(cols)
+        ]
         return (torch.stack(tiles).float() / 255 - 0.5) / 0.5, (cols, rows)
 
     @torch.no_grad()
@@ -96,7 +103,9 @@ class Reference:
         inside = (torch.round((map_tiles + 1) / 2 * 255).clamp(0, self.prompts) != self.prompts).float()
         tower = self.mllm.model.vision_tower.timm_model
         x = tower.patch_embed(pixels)
-        x = x + nnf.conv2d(inside, self.mask_weight, stride=self.mask_weight.shape[-1]).flatten(2).transpose(1, 2)
+        x = x + nnf.conv2d(inside, self.mask_weight, stride=self.mask_weight.shape[-1]).flatten(2).transpose(
+            1, 2
+        )
         x, rope = tower._pos_embed(x)
         x = tower.norm_pre(x)
         for block in tower.blocks:
@@ -105,7 +114,9 @@ class Reference:
 
         ids = self.ids(prompt, tiles=pixels.shape[0])
         embeds = self.mllm.get_input_embeddings()(ids)[0]
-        embeds[ids[0] == self.config["mllm_config"]["image_token_id"]] = features.reshape(-1, features.shape[-1])
+        embeds[ids[0] == self.config["mllm_config"]["image_token_id"]] = features.reshape(
+            -1, features.shape[-1]
+        )
         side = 16
         big = torch.zeros(features.shape[-1], rows * side, cols * side)
         for index in range(rows * cols):
@@ -119,7 +130,9 @@ class Reference:
             map_w, map_h = cols * side, rows * side
             box = [xs.min() / w * map_w, ys.min() / h * map_h, xs.max() / w * map_w, ys.max() / h * map_h]
             roi = torch.tensor([[0.0, *box]], dtype=torch.float32)
-            pooled = roi_align(big[None], roi, (side, side), spatial_scale=1 / 28, sampling_ratio=2, aligned=True)
+            pooled = roi_align(
+                big[None], roi, (side, side), spatial_scale=1 / 28, sampling_ratio=2, aligned=True
+            )
             embeds[ids[0] == self.config["crop_tokens_ids"][k]] = pooled[0].permute(1, 2, 0).reshape(RUN, -1)
 
         out = []
@@ -187,21 +200,56 @@ def test_multiple_choice_logprobs_match_the_reference(capsys, tmp_path, tiny_gar
     image, masks = _tall_scene()
     image_path, mask_paths = _save(tmp_path, image, masks)
     doc = _cli_tokens(
-        capsys, "ask", "--image", image_path, "--masks", *mask_paths,
-        "--question", MC_QUESTION, "--choices", *MC_CHOICES, "--model", tiny_gar_dir,
-        "--json", "--logprobs", "5", "--max-new-tokens", STEPS, "--device", "cpu", "--dtype", "fp32",
-    )  # fmt: skip
+        capsys,
+        "ask",
+        "--image",
+        image_path,
+        "--masks",
+        *mask_paths,
+        "--question",
+        MC_QUESTION,
+        "--choices",
+        *MC_CHOICES,
+        "--model",
+        tiny_gar_dir,
+        "--json",
+        "--logprobs",
+        "5",
+        "--max-new-tokens",
+        STEPS,
+        "--device",
+        "cpu",
+        "--dtype",
+        "fp32",
+    )
     theirs = reference.greedy(image, dict(enumerate(masks)), MC_PROMPT, STEPS)
     _assert_agrees(doc["tokens"], theirs)
 
 
-def test_single_region_describe_of_a_wide_image_matches_the_reference(capsys, tmp_path, tiny_gar_dir, reference):
+def test_single_region_describe_of_a_wide_image_matches_the_reference(
+    capsys, tmp_path, tiny_gar_dir, reference
+):
     image, mask = _wide_scene()
     image_path, (mask_path,) = _save(tmp_path, image, [mask])
     doc = _cli_tokens(
-        capsys, "describe", "--image", image_path, "--mask", mask_path, "--model", tiny_gar_dir,
-        "--json", "--logprobs", "5", "--max-new-tokens", STEPS, "--device", "cpu", "--dtype", "fp32",
-    )  # fmt: skip
+        capsys,
+        "describe",
+        "--image",
+        image_path,
+        "--mask",
+        mask_path,
+        "--model",
+        tiny_gar_dir,
+        "--json",
+        "--logprobs",
+        "5",
+        "--max-new-tokens",
+        STEPS,
+        "--device",
+        "cpu",
+        "--dtype",
+        "fp32",
+    )
     assert [r["tag"] for r in doc["regions"]] == ["<Prompt1>"]
     theirs = reference.greedy(image, {1: mask}, DESCRIBE_PROMPT, STEPS)
     _assert_agrees(doc["tokens"], theirs)
@@ -262,7 +310,9 @@ def test_a_later_turn_brings_a_new_region_in_the_training_format(tiny_gar, refer
     second = turn(f"{header}<Prompt2>: <|reserved_special_token_4|>What is <Prompt2> doing?{answer}")
     assert chat._ids[before : before + len(second)] == second
     third_at = before + len(second) + 1  # one answer token
-    third = turn(f"{header}<Prompt1>: <|reserved_special_token_3|>Describe this masked region in detail.{answer}")
+    third = turn(
+        f"{header}<Prompt1>: <|reserved_special_token_3|>Describe this masked region in detail.{answer}"
+    )
     assert chat._ids[third_at : third_at + len(third)] == third
     fourth_at = third_at + len(third) + 1
     assert chat._ids[fourth_at:-1] == turn(f"{header}And <Prompt0>?{answer}")

@@ -26,8 +26,16 @@ def test_published_layout_and_keys(tiny_gar_dir):
     assert {"mllm_config", "prompt_numbers", "crop_tokens_ids"} <= set(config)
     keys = set(load_file(tiny_gar_dir / "model.safetensors"))
     assert "mask_patch_embedding.weight" in keys and "mllm.lm_head.weight" in keys
-    prefixes = {k.split(".")[0] + "." + k.split(".")[1] + "." + k.split(".")[2] for k in keys if k.startswith("mllm.model.")}
-    assert prefixes == {"mllm.model.vision_tower", "mllm.model.multi_modal_projector", "mllm.model.language_model"}
+    prefixes = {
+        k.split(".")[0] + "." + k.split(".")[1] + "." + k.split(".")[2]
+        for k in keys
+        if k.startswith("mllm.model.")
+    }
+    assert prefixes == {
+        "mllm.model.vision_tower",
+        "mllm.model.multi_modal_projector",
+        "mllm.model.language_model",
+    }
     assert all(k.startswith("mllm.model.vision_tower.timm_model.") for k in keys if "vision_tower" in k)
 
 

@@ -86,7 +86,9 @@ def _v1_tiles(picture: Image.Image, grid: tuple[int, int], interpolation: Interp
     thumb = v1.resize(pixels, [448, 448], interpolation=interpolation, antialias=True)
     canvas = v1.resize(pixels, [448 * rows, 448 * cols], interpolation=interpolation, antialias=True)
     tiles = [thumb[0]] + [
-        canvas[0, :, r * 448 : (r + 1) * 448, c * 448 : (c + 1) * 448] for r in range(rows) for c in range(cols)
+        canvas[0, :, r * 448 : (r + 1) * 448, c * 448 : (c + 1) * 448]
+        for r in range(rows)
+        for c in range(cols)
     ]
     return (torch.stack(tiles).float() / 255 - 0.5) / 0.5
 
@@ -102,9 +104,13 @@ def _expected_map(masks: list[np.ndarray], referenced: list[int], none_id: int) 
 @pytest.mark.parametrize("max_num_tiles", [4, 36])
 def test_tiles_are_torchvision_v1_resizes_on_perception_lms_grid(cases, tiny_gar10_dir, max_num_tiles):
     processor = _processor(tiny_gar10_dir, max_num_tiles)
-    stock = PerceptionLMImageProcessor(vision_input_type="thumb+tile", tile_size=448, max_num_tiles=max_num_tiles)
+    stock = PerceptionLMImageProcessor(
+        vision_input_type="thumb+tile", tile_size=448, max_num_tiles=max_num_tiles
+    )
     grids = set()
-    for name, image, masks in cases if max_num_tiles == 4 else cases[1:2] + cases[4:]:  # 36 tiles: 7x5 and 3x9
+    for name, image, masks in (
+        cases if max_num_tiles == 4 else cases[1:2] + cases[4:]
+    ):  # 36 tiles: 7x5 and 3x9
         inputs = processor.image_inputs(image, dict(enumerate(masks)))
         grids.add(inputs.grid)
         expected = _v1_tiles(image, inputs.grid, InterpolationMode.BICUBIC)
@@ -184,7 +190,9 @@ def test_garbench_sample_inputs(processor):
 def test_256_placeholders_per_referenced_region(processor):
     config = processor.config
     runs = {k: processor.region_run(k) for k in (0, 2, 3)}
-    ids = processor.encode(processor.first_turn_text(question_prompt("<Prompt0> <Prompt3> <Prompt2>?", runs)), 2)
+    ids = processor.encode(
+        processor.first_turn_text(question_prompt("<Prompt0> <Prompt3> <Prompt2>?", runs)), 2
+    )
     for k in range(config.prompt_numbers):
         count = int((ids == config.crop_tokens_ids[k]).sum())
         assert count == (256 if k in runs else 0)
@@ -210,7 +218,8 @@ def test_question_prompt_lists_the_named_regions_in_index_order():
 
 def test_multiple_choice_wording():
     question = multiple_choice_question(
-        "What is the relationship between <Prompt0> and <Prompt1>?", ["A. <Prompt0> holds <Prompt1>", "B. none"]
+        "What is the relationship between <Prompt0> and <Prompt1>?",
+        ["A. <Prompt0> holds <Prompt1>", "B. none"],
     )
     assert question == (
         "Question: What is the relationship between <Prompt0> and <Prompt1>?\nOptions:\n"
@@ -241,6 +250,8 @@ def test_user_text_cannot_inject_placeholders(processor):
 
 def test_answers_hide_control_tokens_but_keep_region_tags(processor):
     tokenizer = processor.tokenizer
-    ids = tokenizer("<|start_header_id|>A cup<|eot_id|> next to <Prompt1>.<|reserved_special_token_2|>",
-                    add_special_tokens=False)["input_ids"]
+    ids = tokenizer(
+        "<|start_header_id|>A cup<|eot_id|> next to <Prompt1>.<|reserved_special_token_2|>",
+        add_special_tokens=False,
+    )["input_ids"]
     assert processor.decode(ids) == "A cup next to <Prompt1>."

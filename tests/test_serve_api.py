@@ -87,16 +87,21 @@ def test_answer_is_the_librarys_and_streamed_text_equals_non_streamed(client, ti
     choice = whole.choices[0]
     assert choice.message.content == text
     assert pairs(choice.logprobs.content) == tokens
-    assert all(len(t.top_logprobs) == 2 and t.top_logprobs[0].token == t.token for t in choice.logprobs.content)
+    assert all(
+        len(t.top_logprobs) == 2 and t.top_logprobs[0].token == t.token for t in choice.logprobs.content
+    )
     assert whole.usage.prompt_tokens == prompt_tokens  # the whole conversation, image placeholders included
     assert whole.usage.completion_tokens == TOKENS and choice.finish_reason == "length"
 
-    chunks = list(create(client, [first_message()], top_logprobs=2, stream=True,
-                         stream_options={"include_usage": True}))
+    chunks = list(
+        create(client, [first_message()], top_logprobs=2, stream=True, stream_options={"include_usage": True})
+    )
     pieces = [c.choices[0].delta.content for c in chunks if c.choices and c.choices[0].delta.content]
     assert len(pieces) > 1  # really streamed, piece by piece
     assert "".join(pieces) == choice.message.content
-    streamed = [t for c in chunks if c.choices and c.choices[0].logprobs for t in c.choices[0].logprobs.content]
+    streamed = [
+        t for c in chunks if c.choices and c.choices[0].logprobs for t in c.choices[0].logprobs.content
+    ]
     assert pairs(streamed) == pairs(choice.logprobs.content)
     assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "length"
     assert chunks[-1].choices == [] and chunks[-1].usage == whole.usage
@@ -121,7 +126,11 @@ def test_follow_up_continues_the_held_conversation(client, served, tiny_gar):
     first = create(client, [first_message()])
     assert first.choices[0].message.content == text1
     before = served.stats()
-    history = [first_message(), {"role": "assistant", "content": text1}, {"role": "user", "content": FOLLOW_UP}]
+    history = [
+        first_message(),
+        {"role": "assistant", "content": text1},
+        {"role": "user", "content": FOLLOW_UP},
+    ]
     follow = create(client, history)
     after = served.stats()
     assert after["conversations"]["reused"] == before["conversations"]["reused"] + 1
@@ -137,8 +146,10 @@ def test_edited_history_is_replayed_not_reused(client, served, tiny_gar):
     [(text, tokens, _)] = library_turns(tiny_gar, MASKS, [FOLLOW_UP], history=[(QUESTION, edited)])
     create(client, [first_message()])
     before = served.stats()
-    answer = create(client, [first_message(), {"role": "assistant", "content": edited},
-                             {"role": "user", "content": FOLLOW_UP}])
+    answer = create(
+        client,
+        [first_message(), {"role": "assistant", "content": edited}, {"role": "user", "content": FOLLOW_UP}],
+    )
     after = served.stats()
     assert after["conversations"]["reused"] == before["conversations"]["reused"]
     assert after["vision_encodings"] == before["vision_encodings"] + 1
@@ -152,8 +163,14 @@ def test_other_masks_never_continue_a_held_conversation(client, served, tiny_gar
     [(text2, tokens2, _)] = library_turns(tiny_gar, other, [FOLLOW_UP], history=[(QUESTION, text1)])
     create(client, [first_message()])  # held with MASKS
     before = served.stats()
-    answer = create(client, [first_message(other), {"role": "assistant", "content": text1},
-                             {"role": "user", "content": FOLLOW_UP}])
+    answer = create(
+        client,
+        [
+            first_message(other),
+            {"role": "assistant", "content": text1},
+            {"role": "user", "content": FOLLOW_UP},
+        ],
+    )
     assert served.stats()["conversations"]["reused"] == before["conversations"]["reused"]
     assert (answer.choices[0].message.content, pairs(answer.choices[0].logprobs.content)) == (text2, tokens2)
 
@@ -171,15 +188,25 @@ def test_region_added_in_a_follow_up(client, served, tiny_gar):
     answer = create(client, [first_message(), {"role": "assistant", "content": text1}, follow])
     assert served.stats()["conversations"]["reused"] == before["conversations"]["reused"] + 1
     assert answer.choices[0].message.content == text2
-    assert pairs(answer.choices[0].logprobs.content) == [(t.text, t.logprob) for t in session.turns[-1].tokens]
+    assert pairs(answer.choices[0].logprobs.content) == [
+        (t.text, t.logprob) for t in session.turns[-1].tokens
+    ]
 
 
 def test_box_and_png_regions_are_the_masks_they_stand_for(client, tiny_gar):
     from api_helpers import data_url, png_bytes
 
     [(text, tokens, _)] = library_turns(tiny_gar, MASKS, [QUESTION])
-    box = {"type": "region", "tag": "<Prompt0>", "box": [6, 4, 40, 30]}  # the server's segmenter: the box itself
-    png = {"type": "region", "tag": "<Prompt1>", "mask_url": data_url(png_bytes(MASKS[1].astype(np.uint8) * 255))}
+    box = {
+        "type": "region",
+        "tag": "<Prompt0>",
+        "box": [6, 4, 40, 30],
+    }  # the server's segmenter: the box itself
+    png = {
+        "type": "region",
+        "tag": "<Prompt1>",
+        "mask_url": data_url(png_bytes(MASKS[1].astype(np.uint8) * 255)),
+    }
     answer = create(client, [{"role": "user", "content": [image_part(IMAGE), box, png, text_part(QUESTION)]}])
     assert (answer.choices[0].message.content, pairs(answer.choices[0].logprobs.content)) == (text, tokens)
 
@@ -221,8 +248,10 @@ def test_logprobs_alone_list_no_alternatives(client):
 def test_eight_concurrent_clients_each_get_their_own_answer(served, tiny_gar):
     """Same image and question, different regions per client: each answer is the one a
     sequential run with that client's regions gives (streaming and not, all at once)."""
-    regions = [[box_mask(SHAPE, 2 + 3 * k, 24 + 2 * k, 4 + 2 * k, 30 + 3 * k), box_mask(SHAPE, 26, 46, 34 + k, 62)]
-               for k in range(8)]
+    regions = [
+        [box_mask(SHAPE, 2 + 3 * k, 24 + 2 * k, 4 + 2 * k, 30 + 3 * k), box_mask(SHAPE, 26, 46, 34 + k, 62)]
+        for k in range(8)
+    ]
     expected = [library_turns(tiny_gar, masks, [QUESTION])[0][:2] for masks in regions]
     assert len({json.dumps(e) for e in expected}) == 8  # the clients' inputs really give different answers
 
@@ -233,7 +262,9 @@ def test_eight_concurrent_clients_each_get_their_own_answer(served, tiny_gar):
             return answer.message.content, pairs(answer.logprobs.content)
         chunks = list(create(client, [first_message(regions[k])], stream=True))
         text = "".join(c.choices[0].delta.content or "" for c in chunks)
-        return text, pairs([t for c in chunks if c.choices[0].logprobs for t in c.choices[0].logprobs.content])
+        return text, pairs(
+            [t for c in chunks if c.choices[0].logprobs for t in c.choices[0].logprobs.content]
+        )
 
     with ThreadPoolExecutor(8) as pool:
         answers = list(pool.map(ask, range(8)))

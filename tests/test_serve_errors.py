@@ -40,7 +40,9 @@ def served(tiny_gar):
 
 def ask(client, content, **options):
     options = {"max_tokens": 2, **options}
-    return client.chat.completions.create(model=None, messages=[{"role": "user", "content": content}], **options)
+    return client.chat.completions.create(
+        model=None, messages=[{"role": "user", "content": content}], **options
+    )
 
 
 def refused(error_type, call) -> dict:
@@ -58,8 +60,11 @@ def png_header(width: int, height: int) -> bytes:
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)) + chunk(
-        b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+        + chunk(b"IEND", b"")
+    )
 
 
 GOOD = [image_part(IMAGE), rle_part(0, MASK)]
@@ -70,30 +75,93 @@ GOOD = [image_part(IMAGE), rle_part(0, MASK)]
     [
         (GOOD + [text_part("What is <Prompt3>?")], "unknown_tag", "<Prompt3>"),
         (GOOD + [text_part("What is <Prompt01>?")], "invalid_tag", "did you mean <Prompt1>"),
-        ([image_part(IMAGE), rle_part(5, MASK), text_part("What is <Prompt5>?")], "too_many_regions", "5 regions"),
-        ([image_part(data_url(b"not an image at all")), rle_part(0, MASK), text_part("<Prompt0>?")],
-         "invalid_image", "not an image"),
-        ([image_part("data:image/png;base64,@@@"), rle_part(0, MASK), text_part("<Prompt0>?")], None, "base64"),
-        ([image_part(IMAGE), {"type": "region", "tag": "<Prompt0>", "mask": {"size": list(SHAPE), "counts": "!!"}},
-          text_part("<Prompt0>?")], "invalid_mask", "RLE"),
-        ([image_part(IMAGE), {"type": "region", "tag": "<Prompt0>", "mask_url": data_url(b"garbage")},
-          text_part("<Prompt0>?")], "invalid_mask", "not an image"),
-        ([image_part(IMAGE), rle_part(0, np.ones((10, 10), bool)), text_part("<Prompt0>?")], "mask_size",
-         "[48, 64]"),
-        ([image_part(IMAGE), {"type": "region", "tag": "<Prompt0>",
-                              "mask_url": data_url(png_bytes(np.zeros((8, 8), np.uint8)))}, text_part("<Prompt0>?")],
-         "mask_size", "64x48"),
-        ([image_part(IMAGE), rle_part(0, np.zeros(SHAPE, bool)), text_part("<Prompt0>?")], "empty_mask", "empty"),
-        ([image_part(IMAGE), {"type": "region", "tag": "<Prompt0>", "box": [5, 5, 5, 30]}, text_part("<Prompt0>?")],
-         "invalid_box", "zero area"),
+        (
+            [image_part(IMAGE), rle_part(5, MASK), text_part("What is <Prompt5>?")],
+            "too_many_regions",
+            "5 regions",
+        ),
+        (
+            [image_part(data_url(b"not an image at all")), rle_part(0, MASK), text_part("<Prompt0>?")],
+            "invalid_image",
+            "not an image",
+        ),
+        (
+            [image_part("data:image/png;base64,@@@"), rle_part(0, MASK), text_part("<Prompt0>?")],
+            None,
+            "base64",
+        ),
+        (
+            [
+                image_part(IMAGE),
+                {"type": "region", "tag": "<Prompt0>", "mask": {"size": list(SHAPE), "counts": "!!"}},
+                text_part("<Prompt0>?"),
+            ],
+            "invalid_mask",
+            "RLE",
+        ),
+        (
+            [
+                image_part(IMAGE),
+                {"type": "region", "tag": "<Prompt0>", "mask_url": data_url(b"garbage")},
+                text_part("<Prompt0>?"),
+            ],
+            "invalid_mask",
+            "not an image",
+        ),
+        (
+            [image_part(IMAGE), rle_part(0, np.ones((10, 10), bool)), text_part("<Prompt0>?")],
+            "mask_size",
+            "[48, 64]",
+        ),
+        (
+            [
+                image_part(IMAGE),
+                {
+                    "type": "region",
+                    "tag": "<Prompt0>",
+                    "mask_url": data_url(png_bytes(np.zeros((8, 8), np.uint8))),
+                },
+                text_part("<Prompt0>?"),
+            ],
+            "mask_size",
+            "64x48",
+        ),
+        (
+            [image_part(IMAGE), rle_part(0, np.zeros(SHAPE, bool)), text_part("<Prompt0>?")],
+            "empty_mask",
+            "empty",
+        ),
+        (
+            [
+                image_part(IMAGE),
+                {"type": "region", "tag": "<Prompt0>", "box": [5, 5, 5, 30]},
+                text_part("<Prompt0>?"),
+            ],
+            "invalid_box",
+            "zero area",
+        ),
         ([rle_part(0, MASK), text_part("<Prompt0>?")], "no_image", "needs an image"),
         (GOOD + [image_part(IMAGE), text_part("<Prompt0>?")], "one_image", "one image"),
         (GOOD + [rle_part(0, MASK), text_part("<Prompt0>?")], "duplicate_tag", "declared twice"),
         (GOOD, None, "no text"),
     ],
-    ids=["unknown-tag", "look-alike-tag", "too-many-regions", "undecodable-image", "bad-base64", "undecodable-rle",
-         "undecodable-mask-png", "rle-wrong-size", "png-mask-wrong-size", "empty-mask", "empty-box", "no-image",
-         "two-images", "tag-twice", "no-question"],
+    ids=[
+        "unknown-tag",
+        "look-alike-tag",
+        "too-many-regions",
+        "undecodable-image",
+        "bad-base64",
+        "undecodable-rle",
+        "undecodable-mask-png",
+        "rle-wrong-size",
+        "png-mask-wrong-size",
+        "empty-mask",
+        "empty-box",
+        "no-image",
+        "two-images",
+        "tag-twice",
+        "no-question",
+    ],
 )
 def test_bad_requests_are_400_with_a_readable_message(served, content, code, words):
     error = refused(openai.BadRequestError, lambda: ask(served.client(), content))
@@ -106,46 +174,86 @@ def test_bad_requests_are_400_with_a_readable_message(served, content, code, wor
 @pytest.mark.parametrize(
     ("messages", "words"),
     [
-        ([{"role": "system", "content": "Be brief."}, {"role": "user", "content": GOOD + [text_part("<Prompt0>?")]}],
-         "no system prompt"),
-        ([{"role": "user", "content": GOOD + [text_part("<Prompt0>?")]}, {"role": "assistant", "content": "A cat."}],
-         "last message"),
-        ([{"role": "user", "content": GOOD + [text_part("<Prompt0>?")]}, {"role": "user", "content": "Why?"}],
-         "alternate"),
-        ([{"role": "user", "content": GOOD + [text_part("<Prompt0>?")]},
-          {"role": "assistant", "content": [image_part(IMAGE)]}, {"role": "user", "content": "Why?"}], "text only"),
+        (
+            [
+                {"role": "system", "content": "Be brief."},
+                {"role": "user", "content": GOOD + [text_part("<Prompt0>?")]},
+            ],
+            "no system prompt",
+        ),
+        (
+            [
+                {"role": "user", "content": GOOD + [text_part("<Prompt0>?")]},
+                {"role": "assistant", "content": "A cat."},
+            ],
+            "last message",
+        ),
+        (
+            [
+                {"role": "user", "content": GOOD + [text_part("<Prompt0>?")]},
+                {"role": "user", "content": "Why?"},
+            ],
+            "alternate",
+        ),
+        (
+            [
+                {"role": "user", "content": GOOD + [text_part("<Prompt0>?")]},
+                {"role": "assistant", "content": [image_part(IMAGE)]},
+                {"role": "user", "content": "Why?"},
+            ],
+            "text only",
+        ),
     ],
     ids=["system", "ends-with-assistant", "no-alternation", "assistant-image"],
 )
 def test_dialogues_gar_cannot_hold_are_400(served, messages, words):
     client = served.client()
-    error = refused(openai.BadRequestError,
-                    lambda: client.chat.completions.create(model=None, messages=messages, max_tokens=2))
+    error = refused(
+        openai.BadRequestError,
+        lambda: client.chat.completions.create(model=None, messages=messages, max_tokens=2),
+    )
     assert words in error["message"]
 
 
 @pytest.mark.parametrize(
     ("options", "param"),
-    [({"n": 2}, "n"), ({"temperature": 3}, "temperature"), ({"top_p": 0}, "top_p"), ({"max_tokens": 0}, "max_tokens"),
-     ({"top_logprobs": 2}, "top_logprobs"), ({"logprobs": True, "top_logprobs": 21}, "top_logprobs"),
-     ({"stop": ["a", "b", "c", "d", "e"]}, "stop"), ({"presence_penalty": 1}, "presence_penalty"),
-     ({"tools": [{"type": "function", "function": {"name": "f"}}]}, "tools")],
+    [
+        ({"n": 2}, "n"),
+        ({"temperature": 3}, "temperature"),
+        ({"top_p": 0}, "top_p"),
+        ({"max_tokens": 0}, "max_tokens"),
+        ({"top_logprobs": 2}, "top_logprobs"),
+        ({"logprobs": True, "top_logprobs": 21}, "top_logprobs"),
+        ({"stop": ["a", "b", "c", "d", "e"]}, "stop"),
+        ({"presence_penalty": 1}, "presence_penalty"),
+        ({"tools": [{"type": "function", "function": {"name": "f"}}]}, "tools"),
+    ],
 )
 def test_options_out_of_range_or_unsupported_are_400(served, options, param):
-    error = refused(openai.BadRequestError, lambda: ask(served.client(), GOOD + [text_part("<Prompt0>?")], **options))
+    error = refused(
+        openai.BadRequestError, lambda: ask(served.client(), GOOD + [text_part("<Prompt0>?")], **options)
+    )
     assert error["param"] == param
 
 
 @pytest.mark.parametrize("body", [b"{not json", b"[1, 2]", b'{"messages": "hi"}', b"[" * 100000])
 def test_malformed_bodies_are_400(served, body):
-    response = httpx.post(f"{served.url}/chat/completions", content=body, headers={"content-type": "application/json"})
+    response = httpx.post(
+        f"{served.url}/chat/completions", content=body, headers={"content-type": "application/json"}
+    )
     assert response.status_code == 400
     assert response.json()["error"]["message"]
 
 
 def test_unknown_model_is_404(served):
-    error = refused(openai.NotFoundError, lambda: served.client().chat.completions.create(
-        model="gpt-4o", messages=[{"role": "user", "content": GOOD + [text_part("<Prompt0>?")]}], max_tokens=2))
+    error = refused(
+        openai.NotFoundError,
+        lambda: served.client().chat.completions.create(
+            model="gpt-4o",
+            messages=[{"role": "user", "content": GOOD + [text_part("<Prompt0>?")]}],
+            max_tokens=2,
+        ),
+    )
     assert error["code"] == "model_not_found" and "gpt-4o" in error["message"]
 
 
@@ -156,7 +264,9 @@ def test_unknown_route_is_404_in_openai_shape(served):
 
 def test_body_over_the_limit_is_413(served):
     big = image_part(data_url(b"\0" * (2**20)))  # more than the server's 1 MB
-    error = refused(openai.APIStatusError, lambda: ask(served.client(), [big, rle_part(0, MASK), text_part("<Prompt0>?")]))
+    error = refused(
+        openai.APIStatusError, lambda: ask(served.client(), [big, rle_part(0, MASK), text_part("<Prompt0>?")])
+    )
     assert error["code"] == "request_too_large" and "1 MB" in error["message"]
 
 
@@ -219,15 +329,21 @@ def test_a_client_that_leaves_while_queued_loses_its_turn(tiny_gar):
     answers = []
     try:
         with tiny_gar.lock:  # the model is busy with the first request
-            first = threading.Thread(target=lambda: answers.append(
-                httpx.post(f"{server.url}/chat/completions", json=body, timeout=120)))
+            first = threading.Thread(
+                target=lambda: answers.append(
+                    httpx.post(f"{server.url}/chat/completions", json=body, timeout=120)
+                )
+            )
             first.start()
             wait_until(lambda: server.stats()["queued"] >= 1, "the first request is queued")
             with pytest.raises(httpx.ReadTimeout):  # the second client gives up and disconnects
                 httpx.post(f"{server.url}/chat/completions", json=body, timeout=httpx.Timeout(60, read=0.5))
             queue = server.api.engine._jobs.queue
-            wait_until(lambda: any(job.cancel.is_set() for job in list(queue)), "the server noticed the client left",
-                       timeout=30)
+            wait_until(
+                lambda: any(job.cancel.is_set() for job in list(queue)),
+                "the server noticed the client left",
+                timeout=30,
+            )
         first.join(timeout=120)
         wait_until(lambda: not server.stats()["queued"], "the queue is empty")
         stats = server.stats()

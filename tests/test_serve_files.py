@@ -42,10 +42,15 @@ def served(tiny_gar, folders):
 
 
 def ask(server, url, mask_url=None):
-    region = rle_part(0, MASK) if mask_url is None else {"type": "region", "tag": "<Prompt0>", "mask_url": mask_url}
+    region = (
+        rle_part(0, MASK)
+        if mask_url is None
+        else {"type": "region", "tag": "<Prompt0>", "mask_url": mask_url}
+    )
     content = [image_part(url), region, text_part("What is <Prompt0>?")]
-    return server.client().chat.completions.create(model=None, messages=[{"role": "user", "content": content}],
-                                                   max_tokens=3)
+    return server.client().chat.completions.create(
+        model=None, messages=[{"role": "user", "content": content}], max_tokens=3
+    )
 
 
 @pytest.mark.parametrize("url", ["inside.png", "sub/deeper.png", "sub/../inside.png", "link-in.png"])
@@ -76,8 +81,12 @@ def test_nothing_outside_the_allowed_folder_is_readable(served, folders):
             with pytest.raises(openai.BadRequestError) as caught:
                 ask(served, image, mask)
             message = caught.value.body["message"]
-            assert "outside" in message or "relative" in message or "downloads nothing" in message or \
-                "only data:" in message, (url, message)
+            assert (
+                "outside" in message
+                or "relative" in message
+                or "downloads nothing" in message
+                or "only data:" in message
+            ), (url, message)
 
 
 def test_a_file_that_is_not_an_image_is_400(served):

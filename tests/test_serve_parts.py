@@ -78,4 +78,6 @@ def test_conversation_keys_change_with_every_input():
         conversation_key("img", {1: "mask:1", 0: "box:1,2,3,4"}, [("user", "q"), ("assistant", "a")]),
     ]
     assert base not in variants and len(set(variants)) == len(variants)
-    assert base == conversation_key("img", {1: "box:1,2,3,4", 0: "mask:1"}, [("user", "q"), ("assistant", "a")])
+    assert base == conversation_key(
+        "img", {1: "box:1,2,3,4", 0: "mask:1"}, [("user", "q"), ("assistant", "a")]
+    )

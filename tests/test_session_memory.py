@@ -71,7 +71,9 @@ def test_a_conversation_keeps_no_tiles_after_encoding(tiny_gar, scene):
     assert not [t.shape for t in kept if t.shape[-2:] == (tile, tile)], "no image or region-map tiles"
     feature_map = session._feature_map
     cache = {id(t) for layer in session._cache.layers for t in (layer.keys, layer.values)}
-    assert [t for t in kept if id(t) not in cache] == [feature_map], "besides the KV cache, only the feature map"
+    assert [t for t in kept if id(t) not in cache] == [feature_map], (
+        "besides the KV cache, only the feature map"
+    )
     assert feature_map.dtype == tiny_gar.model.dtype
 
     session.ask(QUESTIONS[1], SHORT)  # a region first named now is replayed from the kept map
@@ -89,5 +91,7 @@ def test_a_released_conversation_answers_like_an_uninterrupted_one(tiny_gar64, s
         released.release_cache()
         assert held_tensors(released) == []
     assert uninterrupted.vision_encodings == 1 and released.vision_encodings == len(QUESTIONS)
-    assert uninterrupted._feature_map.dtype == torch.float64, "kept in the model's dtype, upcast exactly on use"
+    assert uninterrupted._feature_map.dtype == torch.float64, (
+        "kept in the model's dtype, upcast exactly on use"
+    )
     assert released._ids == uninterrupted._ids

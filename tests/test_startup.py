@@ -33,7 +33,11 @@ def imported(tmp_path, *argv: str) -> tuple[int, set[str], str]:
     """Exit code of ``gar-app ARGV``, the top-level packages it imported, and its output."""
     report = tmp_path / "modules.json"
     result = subprocess.run(
-        [sys.executable, "-c", DRIVER, *argv], cwd=REPO, capture_output=True, text=True, timeout=120,
+        [sys.executable, "-c", DRIVER, *argv],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
         env={**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1", "MODULES_OUT": str(report)},
     )
     assert "Traceback" not in result.stderr, result.stderr

@@ -51,7 +51,10 @@ def test_split_tags_keeps_every_character():
 
 
 def test_renumber_touches_only_mapped_tags():
-    assert renumber("<Prompt2> left of <Prompt0>, not <Prompt02>", {2: 1, 0: 0}) == "<Prompt1> left of <Prompt0>, not <Prompt02>"
+    assert (
+        renumber("<Prompt2> left of <Prompt0>, not <Prompt02>", {2: 1, 0: 0})
+        == "<Prompt1> left of <Prompt0>, not <Prompt02>"
+    )
 
 
 def test_lookalikes_are_text_in_regions_and_exports():

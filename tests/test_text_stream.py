@@ -9,7 +9,10 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
 from gar_app.model.generation import TextStream
 
-CORPUS = ["A green frog-shaped slipper, 日本語のテキスト, ☃ snow, 😀 emoji and café crème.", "  spaced   out\n\n lines "]
+CORPUS = [
+    "A green frog-shaped slipper, 日本語のテキスト, ☃ snow, 😀 emoji and café crème.",
+    "  spaced   out\n\n lines ",
+]
 
 
 @pytest.fixture(scope="module")
@@ -18,7 +21,9 @@ def byte_level():
     tokenizer = Tokenizer(models.BPE())
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tokenizer.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=400, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=400, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False
+    )
     tokenizer.train_from_iterator(CORPUS * 3, trainer)
     return tokenizer
 

@@ -31,11 +31,15 @@ def check_track(tracks: VideoTracks, index: int, truth: list[np.ndarray]) -> lis
         if shown == 0:
             assert got is None, f"frame {position}: the shape has left, but the track has a mask"
         elif shown >= MIN_SHOWN:
-            assert got is not None, f"frame {position}: {shown:.0%} of the shape is in view, the track has none"
+            assert got is not None, (
+                f"frame {position}: {shown:.0%} of the shape is in view, the track has none"
+            )
             scores.append(iou(got, true))
             assert scores[-1] >= 0.85, f"frame {position}: IoU {scores[-1]:.3f} ({shown:.0%} in view)"
         else:  # a sliver at the edge: no mask, or one on the right object
-            assert got is None or iou(got, true) >= 0.5, f"frame {position}: a wrong mask on a {shown:.1%} sliver"
+            assert got is None or iou(got, true) >= 0.5, (
+                f"frame {position}: a wrong mask on a {shown:.1%} sliver"
+            )
     return scores
 
 
@@ -58,7 +62,9 @@ def test_follows_the_shape_out_of_the_frame_and_back(forward):
     assert len(scores) >= 40
     present = tracks.presence(0)
     left, back = present.index(False), len(present) - present[::-1].index(False)
-    assert all(present[:left]) and not any(present[left:back]) and all(present[back:])  # out once, then found again
+    assert (
+        all(present[:left]) and not any(present[left:back]) and all(present[back:])
+    )  # out once, then found again
 
 
 def test_second_region_stays_on_its_own_shape(forward):
@@ -93,7 +99,9 @@ def test_says_it_is_the_fallback_without_importing_torch():
         "import sys; from gar_app.tracking import load_tracker; t = load_tracker(None); "
         "print(t.name); print('torch' in sys.modules)"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True
+    ).stdout
     name, torch_loaded = out.strip().splitlines()
     assert "classical OpenCV tracker" in name and "no SAM 2 weights" in name
     assert torch_loaded == "False"

@@ -23,8 +23,19 @@ def test_box_on_a_frame_tracked_with_the_fallback(shape_clip, tmp_path, capsys):
     # the orange shape's box on frame 6; x1 < x2 and y1 < y2 are x and y, as everywhere in the app
     ys, xs = np.nonzero(synthetic.truth[6])
     box = [int(xs.min()) - 3, int(ys.min()) - 3, int(xs.max()) + 4, int(ys.max()) + 4]
-    code, err = track(capsys, "--video", str(path), "--frame", "6", "--box", json.dumps(box),
-                      "--fps", "6", "--out", str(out))
+    code, err = track(
+        capsys,
+        "--video",
+        str(path),
+        "--frame",
+        "6",
+        "--box",
+        json.dumps(box),
+        "--fps",
+        "6",
+        "--out",
+        str(out),
+    )
     assert code == 0, err
     assert "classical OpenCV tracker" in err and "--sam2" in err and "23/23 frames" in err  # the progress bar
     document = json.loads(out.read_text())
@@ -35,7 +46,9 @@ def test_box_on_a_frame_tracked_with_the_fallback(shape_clip, tmp_path, capsys):
     assert [f["time"] for f in region["frames"]] == pytest.approx([i / 12 for i in range(0, 48, 2)])
     masks = {f["index"]: f["mask"] for f in region["frames"]}
     marked = rle_to_mask(masks[6])
-    assert (marked & synthetic.truth[6]).sum() / (marked | synthetic.truth[6]).sum() >= 0.8  # GrabCut in the box
+    assert (marked & synthetic.truth[6]).sum() / (
+        marked | synthetic.truth[6]
+    ).sum() >= 0.8  # GrabCut in the box
     assert masks[24] is None  # the shape is out of the picture then
     later = rle_to_mask(masks[40])
     assert (later & synthetic.truth[40]).sum() / (later | synthetic.truth[40]).sum() >= 0.75
@@ -46,8 +59,19 @@ def test_mask_file_and_a_frame_between_samples(shape_clip, tmp_path, capsys):
     mask = tmp_path / "mask.png"
     Image.fromarray(synthetic.companion[7].astype(np.uint8) * 255).save(mask)
     out = tmp_path / "tracks.json"
-    code, err = track(capsys, "--video", str(path), "--frame", "7", "--mask", str(mask), "--max-frames", "4",
-                      "--out", str(out))
+    code, err = track(
+        capsys,
+        "--video",
+        str(path),
+        "--frame",
+        "7",
+        "--mask",
+        str(mask),
+        "--max-frames",
+        "4",
+        "--out",
+        str(out),
+    )
     assert code == 0, err
     assert "frame 7 is not among the processed frames; marking frame 0" in err  # samples: 0, 16, 31, 47
     frames = json.loads(out.read_text())["regions"][0]["frames"]
@@ -93,10 +117,20 @@ def test_building_the_track_command_imports_nothing_heavy():
         "add_track(argparse.ArgumentParser().add_subparsers()); "
         "print(sorted(m for m in ('cv2', 'torch', 'transformers', 'numpy') if m in sys.modules))"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True
+    ).stdout
     assert out.strip() == "[]"
 
 
 def test_an_output_folder_that_does_not_exist_is_refused_before_tracking(shape_clip, tmp_path, capsys):
-    code, err = track(capsys, "--video", str(shape_clip[0]), "--box", "[0, 0, 5, 5]", "--out", str(tmp_path / "no" / "x.json"))
+    code, err = track(
+        capsys,
+        "--video",
+        str(shape_clip[0]),
+        "--box",
+        "[0, 0, 5, 5]",
+        "--out",
+        str(tmp_path / "no" / "x.json"),
+    )
     assert code == 2 and "does not exist" in err and "tracking [" not in err

@@ -29,7 +29,10 @@ def tracked(shape_clip):
     tracks.add_region(0, mask=synthetic.companion[0])
     tracks.mark(0, 18, mask=synthetic.truth[36])
     tracks.propagate()
-    tracks.region(1).captions = [FrameCaption(3, "a purple blob, \"striped\" — ünïcode"), FrameCaption(20, "still there")]
+    tracks.region(1).captions = [
+        FrameCaption(3, 'a purple blob, "striped" — ünïcode'),
+        FrameCaption(20, "still there"),
+    ]
     return tracks, synthetic
 
 
@@ -40,8 +43,14 @@ def test_export_then_import_is_bit_identical(tracked, shape_clip):
     restored = restore_tracks(document, open_clip(shape_clip[0], document), ClassicalTracker())
     assert export.video_to_json(tracks_document(restored)) == text
     for original, again in zip(tracks, restored, strict=True):
-        assert (again.index, again.anchor, again.captions) == (original.index, original.anchor, original.captions)
-        assert {p: k.source for p, k in again.keyframes.items()} == {p: k.source for p, k in original.keyframes.items()}
+        assert (again.index, again.anchor, again.captions) == (
+            original.index,
+            original.anchor,
+            original.captions,
+        )
+        assert {p: k.source for p, k in again.keyframes.items()} == {
+            p: k.source for p, k in original.keyframes.items()
+        }
         for position in range(len(tracks.clip)):
             a, b = tracks.mask(original.index, position), restored.mask(again.index, position)
             assert (a is None and b is None) or np.array_equal(a, b)
@@ -56,16 +65,34 @@ def test_document_form(tracked):
     assert data["format"] == "gar-app/1" and export.is_video_document(data)
     video = data["video"]
     assert (video["name"], video["width"], video["height"], video["fps"]) == ("shapes.mp4", 192, 144, 12.0)
-    assert (video["frames"], video["frame_count"], video["sampling"]) == (24, 48, {"fps_cap": 6.0, "max_frames": None})
+    assert (video["frames"], video["frame_count"], video["sampling"]) == (
+        24,
+        48,
+        {"fps_cap": 6.0, "max_frames": None},
+    )
     first = data["regions"][0]
     assert (first["tag"], first["colour"], first["anchor"]) == ("<Prompt0>", region_colour(0), 8)
     assert [k["index"] for k in first["keyframes"]] == [8, 36]
     assert [f["index"] for f in first["frames"]] == list(range(0, 48, 2))
     assert first["frames"][5]["time"] == pytest.approx(10 / 12)
-    assert data["regions"][1]["captions"][0] == {"index": 6, "time": 0.5, "text": "a purple blob, \"striped\" — ünïcode"}
+    assert data["regions"][1]["captions"][0] == {
+        "index": 6,
+        "time": 0.5,
+        "text": 'a purple blob, "striped" — ünïcode',
+    }
     summary = export.track_summary(tracks_document(tracks))
-    assert set(summary) == {"video", "regions"} and set(summary["video"]) == {"name", "width", "height", "fps", "frames"}
-    assert set(summary["regions"][0]) == {"tag", "frames"} and set(summary["regions"][0]["frames"][0]) == {"index", "time", "mask"}
+    assert set(summary) == {"video", "regions"} and set(summary["video"]) == {
+        "name",
+        "width",
+        "height",
+        "fps",
+        "frames",
+    }
+    assert set(summary["regions"][0]) == {"tag", "frames"} and set(summary["regions"][0]["frames"][0]) == {
+        "index",
+        "time",
+        "mask",
+    }
 
 
 def _broken(data: dict, change) -> dict:
@@ -138,11 +165,17 @@ def test_describe_over_time_captions_keyframes_of_the_track(tracked, tiny_gar, m
     monkeypatch.setattr(tiny_gar, "describe", spy)
     from gar_app.model import GenerationSettings
 
-    captions = list(describe_over_time(tiny_gar, tracks, "<Prompt0>", count=3, settings=GenerationSettings(max_new_tokens=4)))
+    captions = list(
+        describe_over_time(
+            tiny_gar, tracks, "<Prompt0>", count=3, settings=GenerationSettings(max_new_tokens=4)
+        )
+    )
     present = [p for p, here in enumerate(tracks.presence(0)) if here]
     assert [c.position for c in captions] == spread(present, 3)
     assert tracks.region(0).captions == captions
-    for caption, (image, mask) in zip(captions, seen, strict=True):  # that frame's picture and that frame's mask
+    for caption, (image, mask) in zip(
+        captions, seen, strict=True
+    ):  # that frame's picture and that frame's mask
         assert np.array_equal(image, tracks.clip.frame(caption.position))
         assert np.array_equal(mask, tracks.mask(0, caption.position))
     chat = frame_chat(tiny_gar, tracks, present[1])

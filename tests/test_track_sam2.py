@@ -22,7 +22,9 @@ FRAMES = 8
 @pytest.fixture(scope="module")
 def short_clip(tmp_path_factory):
     synthetic = moving_shape_clip(frames=FRAMES, companion=True)
-    return write_clip(tmp_path_factory.mktemp("sam2") / "short.mp4", synthetic.frames, synthetic.fps), synthetic
+    return write_clip(
+        tmp_path_factory.mktemp("sam2") / "short.mp4", synthetic.frames, synthetic.fps
+    ), synthetic
 
 
 @pytest.fixture(scope="module")
@@ -92,8 +94,23 @@ def test_a_named_checkpoint_that_is_missing_is_an_error(tmp_path):
 def test_cli_track_with_sam2(short_clip, tiny_sam2_dir, tmp_path, capsys):
     path, _ = short_clip
     out = tmp_path / "tracks.json"
-    code = main(["track", "--video", str(path), "--frame", "2", "--points", "[[50, 70]]", "--sam2", str(tiny_sam2_dir),
-                 "--device", "cpu", "--out", str(out)])
+    code = main(
+        [
+            "track",
+            "--video",
+            str(path),
+            "--frame",
+            "2",
+            "--points",
+            "[[50, 70]]",
+            "--sam2",
+            str(tiny_sam2_dir),
+            "--device",
+            "cpu",
+            "--out",
+            str(out),
+        ]
+    )
     assert code == 0
     document = json.loads(out.read_text())
     frames = document["regions"][0]["frames"]

@@ -163,7 +163,9 @@ def test_cancel_from_another_thread_stops_within_one_frame(clip):
     tracks.add_region(0, mask=stamp(clip, 0))
     stop, started = threading.Event(), threading.Event()
     results = []
-    worker = threading.Thread(target=lambda: results.append(tracks.propagate(lambda d, t: started.set(), stop)))
+    worker = threading.Thread(
+        target=lambda: results.append(tracks.propagate(lambda d, t: started.set(), stop))
+    )
     worker.start()
     assert started.wait(30)
     while len(copier.computed) < 3:

@@ -111,8 +111,13 @@ def test_unreadable_files(tmp_path):
     empty = tmp_path / "empty.mp4"
     empty.write_bytes(b"")
     no_frames = _write(tmp_path / "no_frames.avi", "MJPG", frames=0)
-    cases = [(corrupt, "cannot read video corrupt.mp4"), (empty, "empty"),
-             (tmp_path / "missing.mp4", "not found"), (tmp_path, "folder"), (no_frames, "no frames")]
+    cases = [
+        (corrupt, "cannot read video corrupt.mp4"),
+        (empty, "empty"),
+        (tmp_path / "missing.mp4", "not found"),
+        (tmp_path, "folder"),
+        (no_frames, "no frames"),
+    ]
     for path, message in cases:
         for call in (probe, read_frame):
             with pytest.raises(InputError, match=message):
@@ -194,11 +199,16 @@ def test_huge_frames_are_refused_before_decoding_with_little_memory(tmp_path, ca
         # VmHWM, not ru_maxrss: ru_maxrss carries the parent's (pytest's) peak over into the child
         "print(next(int(line.split()[1]) for line in open('/proc/self/status') if line.startswith('VmHWM')))"
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120, check=True)
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120, check=True
+    )
     message, peak_kb = done.stdout.strip().splitlines()
     assert "16000x16000" in message and "megapixels" in message
     assert int(peak_kb) < 1_500_000, f"peak memory {int(peak_kb) / 1e6:.2f} GB"
-    assert main(["track", "--video", str(path), "--box", "[0, 0, 10, 10]", "--out", str(tmp_path / "x.json")]) == 2
+    assert (
+        main(["track", "--video", str(path), "--box", "[0, 0, 10, 10]", "--out", str(tmp_path / "x.json")])
+        == 2
+    )
     assert "16000x16000" in capsys.readouterr().err
     with pytest.raises(InputError, match="megapixels"):
         probe(path)

@@ -57,8 +57,9 @@ def test_an_image_can_come_with_regions(ws):
     tracked = {0: np.zeros((100, 160), bool), 3: np.zeros((100, 160), bool)}
     tracked[0][20:40, 20:40] = True
     tracked[3][50:70, 100:140] = True
-    ws.set_image(scene(), name="clip_frame00012.png",
-                 video=export.VideoFrame("clip.webm", 12, 0.5), regions=tracked)  # fmt: skip
+    ws.set_image(
+        scene(), name="clip_frame00012.png", video=export.VideoFrame("clip.webm", 12, 0.5), regions=tracked
+    )
     assert ws.regions.tags == ["<Prompt0>", "<Prompt3>"]
     assert np.array_equal(ws.regions[3].mask, tracked[3]) and not ws.marking.can_undo
     assert ws.document().video.frame_index == 12
@@ -287,7 +288,10 @@ def test_masks_a_file_gives_its_turns_are_checked(two_regions):
     for masks, problem in [
         ({"<Prompt3>": good}, "names '<Prompt3>', which is not a tag its text mentions"),
         ({"<Prompt01>": good}, "not a tag its text mentions"),
-        ({"<Prompt1>": {"size": [10, 10], "counts": "0"}}, r"masks\['<Prompt1>'\] is 10x10 but the image is 160x100"),
+        (
+            {"<Prompt1>": {"size": [10, 10], "counts": "0"}},
+            r"masks\['<Prompt1>'\] is 10x10 but the image is 160x100",
+        ),
         ({"<Prompt1>": {"size": [100, 160], "counts": "~~"}}, "RLE counts"),
         ({"<Prompt1>": "not an RLE"}, "must be an object"),
     ]:

@@ -16,13 +16,19 @@ def _merge(data: dict, records: list[dict]) -> dict:
     for record in records:
         if "answer" in record:
             answers.setdefault(record["image_id"], []).append(
-                {"question": record["question"], "answer": record["answer"], "annotation_ids": record["annotation_ids"]}
+                {
+                    "question": record["question"],
+                    "answer": record["answer"],
+                    "annotation_ids": record["annotation_ids"],
+                }
             )
     merged = dict(data)
     merged["annotations"] = [
         {**a, "caption": captions[a["id"]]} if a["id"] in captions else a for a in data["annotations"]
     ]
-    merged["images"] = [{**i, "answers": answers[i["id"]]} if i["id"] in answers else i for i in data["images"]]
+    merged["images"] = [
+        {**i, "answers": answers[i["id"]]} if i["id"] in answers else i for i in data["images"]
+    ]
     return merged
 
 
@@ -46,8 +52,11 @@ def run_batch(args: argparse.Namespace) -> int:
     failures: list[tuple[str, str]] = []
     with Journal(args.out, coco.result_key) as journal:
         todo = [item for item in items if item["key"] not in journal.done]
-        print(f"{len(items) - len(todo)} of {len(items)} {unit}s already in {args.out}; {len(todo)} to do",
-              file=sys.stderr, flush=True)
+        print(
+            f"{len(items) - len(todo)} of {len(items)} {unit}s already in {args.out}; {len(todo)} to do",
+            file=sys.stderr,
+            flush=True,
+        )
         if args.ray is None:
             from gar_app.batch.local import results
         else:
@@ -69,8 +78,10 @@ def run_batch(args: argparse.Namespace) -> int:
     if failures:
         for key, error in failures[:5]:
             print(f"gar-app: item {key} failed: {error}", file=sys.stderr)
-        print(f"gar-app: {len(failures)} of {len(todo)} items failed (not written); fix them and rerun to do just those",
-              file=sys.stderr)
+        print(
+            f"gar-app: {len(failures)} of {len(todo)} items failed (not written); fix them and rerun to do just those",
+            file=sys.stderr,
+        )
         return 1
     return 0
 
@@ -87,16 +98,32 @@ def add_batch(commands: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--coco", required=True, help="COCO instances JSON")
     parser.add_argument("--images", required=True, help="folder the file_name of each image is relative to")
-    parser.add_argument("--out", required=True, help="output JSON Lines (appended to; finished items are skipped)")
-    parser.add_argument("--question", help="ask this per image instead of captioning; {regions} becomes all of "
-                                           "the image's regions (<Prompt0>, <Prompt1> and <Prompt2>)")
-    parser.add_argument("--merge-into", metavar="OUT_JSON", help="also write the COCO file with a caption on each "
-                                                                  "annotation (answers on each image)")
-    parser.add_argument("--ray", nargs="?", const="", metavar="ADDRESS",
-                        help="run on Ray Data: a local cluster, or the cluster at ADDRESS (e.g. auto)")
-    parser.add_argument("--workers", type=int, help="Ray workers, each loading the model once "
-                                                    "(default: one per GPU, else 1)")
+    parser.add_argument(
+        "--out", required=True, help="output JSON Lines (appended to; finished items are skipped)"
+    )
+    parser.add_argument(
+        "--question",
+        help="ask this per image instead of captioning; {regions} becomes all of "
+        "the image's regions (<Prompt0>, <Prompt1> and <Prompt2>)",
+    )
+    parser.add_argument(
+        "--merge-into",
+        metavar="OUT_JSON",
+        help="also write the COCO file with a caption on each annotation (answers on each image)",
+    )
+    parser.add_argument(
+        "--ray",
+        nargs="?",
+        const="",
+        metavar="ADDRESS",
+        help="run on Ray Data: a local cluster, or the cluster at ADDRESS (e.g. auto)",
+    )
+    parser.add_argument(
+        "--workers", type=int, help="Ray workers, each loading the model once (default: one per GPU, else 1)"
+    )
     add_model_options(parser)
-    parser.add_argument("--max-new-tokens", type=int, default=1024, help="longest caption in tokens (default 1024)")
+    parser.add_argument(
+        "--max-new-tokens", type=int, default=1024, help="longest caption in tokens (default 1024)"
+    )
     parser.add_argument("--prompt", help="instruction instead of 'Describe this masked region in detail.'")
     parser.set_defaults(run=run_batch)

@@ -30,8 +30,10 @@ def read_coco(path: str | os.PathLike) -> dict[str, Any]:
         raise InputError(f"COCO file not found: {path}") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
         raise InputError(f"cannot read {path} as COCO JSON: {error}") from None
-    if not isinstance(data, dict) or not isinstance(data.get("images"), list) or not isinstance(
-        data.get("annotations"), list
+    if (
+        not isinstance(data, dict)
+        or not isinstance(data.get("images"), list)
+        or not isinstance(data.get("annotations"), list)
     ):
         raise InputError(f"{path} is not a COCO instances file (it needs 'images' and 'annotations' lists)")
     images: dict[int, dict] = {}
@@ -43,14 +45,18 @@ def read_coco(path: str | os.PathLike) -> dict[str, Any]:
         images[image["id"]] = image
     seen: set = set()
     for i, annotation in enumerate(data["annotations"]):
-        if not isinstance(annotation, dict) or not all(k in annotation for k in ("id", "image_id", "segmentation")):
+        if not isinstance(annotation, dict) or not all(
+            k in annotation for k in ("id", "image_id", "segmentation")
+        ):
             raise InputError(f"{path}: annotations[{i}] needs id, image_id and segmentation")
         if annotation["id"] in seen:
             raise InputError(f"{path}: annotation id {annotation['id']} appears twice")
         seen.add(annotation["id"])
         if annotation["image_id"] not in images:
-            raise InputError(f"{path}: annotation {annotation['id']} refers to image {annotation['image_id']}, "
-                             "which is not in 'images'")
+            raise InputError(
+                f"{path}: annotation {annotation['id']} refers to image {annotation['image_id']}, "
+                "which is not in 'images'"
+            )
     return data
 
 
@@ -58,17 +64,28 @@ def segmentation_mask(segmentation: Any, height: int, width: int) -> np.ndarray:
     """A boolean H x W mask from a COCO segmentation: RLE (compressed or not) or polygons."""
     if isinstance(segmentation, dict):
         if segmentation.get("size") != [height, width]:
-            raise InputError(f"the RLE's size {segmentation.get('size')} is not the image's [{height}, {width}]")
+            raise InputError(
+                f"the RLE's size {segmentation.get('size')} is not the image's [{height}, {width}]"
+            )
         return rle_to_mask(segmentation)
-    valid = isinstance(segmentation, list) and segmentation and all(
-        isinstance(p, list) and len(p) >= 6 and len(p) % 2 == 0 and all(isinstance(v, int | float) for v in p)
-        for p in segmentation
+    valid = (
+        isinstance(segmentation, list)
+        and segmentation
+        and all(
+            isinstance(p, list)
+            and len(p) >= 6
+            and len(p) % 2 == 0
+            and all(isinstance(v, int | float) for v in p)
+            for p in segmentation
+        )
     )
     if not valid:
         raise InputError("a segmentation is RLE {size, counts} or a list of polygons [x1, y1, x2, y2, ...]")
     from pycocotools import mask as mask_utils
 
-    rle = mask_utils.merge(mask_utils.frPyObjects([[float(v) for v in p] for p in segmentation], height, width))
+    rle = mask_utils.merge(
+        mask_utils.frPyObjects([[float(v) for v in p] for p in segmentation], height, width)
+    )
     return np.ascontiguousarray(mask_utils.decode(rle).astype(bool))
 
 
@@ -97,8 +114,10 @@ def regions_text(count: int) -> str:
 
 def check_question(question: str) -> None:
     if REGIONS_PLACEHOLDER not in question and not check_text(question):
-        raise InputError(f"--question mentions no region: write {REGIONS_PLACEHOLDER} (all of an image's regions) "
-                         "or tags like <Prompt0>")
+        raise InputError(
+            f"--question mentions no region: write {REGIONS_PLACEHOLDER} (all of an image's regions) "
+            "or tags like <Prompt0>"
+        )
 
 
 def question_items(data: dict, images_dir: str | os.PathLike, question: str) -> list[dict]:
@@ -113,16 +132,18 @@ def question_items(data: dict, images_dir: str | os.PathLike, question: str) -> 
         annotations = by_image.get(image["id"])
         if not annotations:
             continue
-        items.append({
-            "key": json.dumps([image["id"], question]),
-            "image_id": image["id"],
-            "question": question,
-            "asked": question.replace(REGIONS_PLACEHOLDER, regions_text(len(annotations))),
-            "annotation_ids": [a["id"] for a in annotations],
-            "path": str(folder / image["file_name"]),
-            "size": [image["height"], image["width"]],
-            "segmentations": [a["segmentation"] for a in annotations],
-        })
+        items.append(
+            {
+                "key": json.dumps([image["id"], question]),
+                "image_id": image["id"],
+                "question": question,
+                "asked": question.replace(REGIONS_PLACEHOLDER, regions_text(len(annotations))),
+                "annotation_ids": [a["id"] for a in annotations],
+                "path": str(folder / image["file_name"]),
+                "size": [image["height"], image["width"]],
+                "segmentations": [a["segmentation"] for a in annotations],
+            }
+        )
     return items
 
 

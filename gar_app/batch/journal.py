@@ -45,8 +45,10 @@ class Journal:
                 record = json.loads(line)
                 key = self.key_of(record)
             except (ValueError, InputError):
-                raise InputError(f"line {number} of {self.path} is not a result of gar-app batch; "
-                                 "remove it (or choose another --out)") from None
+                raise InputError(
+                    f"line {number} of {self.path} is not a result of gar-app batch; "
+                    "remove it (or choose another --out)"
+                ) from None
             if key in self.done:
                 raise InputError(f"{self.path} holds item {key} twice (line {number}); was it edited?")
             self.done.add(key)

@@ -28,8 +28,9 @@ class RayWorker:
         return {"result": [json.dumps(self.worker(json.loads(item))) for item in batch["item"]]}
 
 
-def results(items: Sequence[dict], options: BatchOptions, address: str | None = None,
-            workers: int | None = None) -> Iterator[dict]:
+def results(
+    items: Sequence[dict], options: BatchOptions, address: str | None = None, workers: int | None = None
+) -> Iterator[dict]:
     """Each item's result as Ray finishes it (in no particular order)."""
     try:
         import ray
@@ -40,8 +41,12 @@ def results(items: Sequence[dict], options: BatchOptions, address: str | None = 
         return
     if not ray.is_initialized():
         # No address: start a local cluster on this machine's CPUs and GPUs.
-        ray.init(address=address or None, include_dashboard=False, logging_level=logging.WARNING,
-                 log_to_driver=False)
+        ray.init(
+            address=address or None,
+            include_dashboard=False,
+            logging_level=logging.WARNING,
+            log_to_driver=False,
+        )
     context = ray.data.DataContext.get_current()
     context.enable_progress_bars = False  # the command shows its own
     context.print_on_execution_start = False

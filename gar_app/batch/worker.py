@@ -49,17 +49,30 @@ class Worker:
         image = self._load(item["path"])
         height, width = item["size"]
         if image.size != (width, height):
-            raise InputError(f"{item['path']} is {image.width}x{image.height} but the COCO file says {width}x{height}")
+            raise InputError(
+                f"{item['path']} is {image.width}x{image.height} but the COCO file says {width}x{height}"
+            )
         masks = [segmentation_mask(s, height, width) for s in item["segmentations"]]
         if "question" in item:
             if len(masks) > self.gar.prompt_numbers:
-                raise InputError(f"image {item['image_id']} has {len(masks)} regions; this model tells apart at "
-                                 f"most {self.gar.prompt_numbers}")
+                raise InputError(
+                    f"image {item['image_id']} has {len(masks)} regions; this model tells apart at "
+                    f"most {self.gar.prompt_numbers}"
+                )
             answer = self.gar.chat(image, masks).ask(item["asked"], self.settings)
-            return {"image_id": item["image_id"], "question": item["question"], "answer": answer,
-                    "annotation_ids": item["annotation_ids"], "model": self.gar.model_id}
+            return {
+                "image_id": item["image_id"],
+                "question": item["question"],
+                "answer": answer,
+                "annotation_ids": item["annotation_ids"],
+                "model": self.gar.model_id,
+            }
         if not masks[0].any():
             raise InputError(f"annotation {item['annotation_id']} has an empty mask")
         caption = self.gar.describe(image, masks[0], self.settings, self.options.instruction)
-        return {"annotation_id": item["annotation_id"], "image_id": item["image_id"], "caption": caption,
-                "model": self.gar.model_id}
+        return {
+            "annotation_id": item["annotation_id"],
+            "image_id": item["image_id"],
+            "caption": caption,
+            "model": self.gar.model_id,
+        }

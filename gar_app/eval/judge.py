@@ -67,7 +67,9 @@ def check_url(url: str) -> None:
     except ValueError:
         parts = None
     if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
-        raise InputError(f"--judge-url must be an http:// or https:// URL such as http://localhost:8000/v1, not {url!r}")
+        raise InputError(
+            f"--judge-url must be an http:// or https:// URL such as http://localhost:8000/v1, not {url!r}"
+        )
 
 
 def endpoint(url: str) -> str:

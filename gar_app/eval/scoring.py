@@ -135,7 +135,9 @@ def vqa_json(score: VqaScore) -> dict[str, Any]:
     return _extras(result, score.unsupported, score.duplicates)
 
 
-def _extras(result: dict[str, Any], unsupported: list[tuple[str, str]], duplicates: list[str]) -> dict[str, Any]:
+def _extras(
+    result: dict[str, Any], unsupported: list[tuple[str, str]], duplicates: list[str]
+) -> dict[str, Any]:
     if unsupported:
         result["unsupported"] = [{"item": name, "reason": reason} for name, reason in unsupported]
     if duplicates:
@@ -157,8 +159,10 @@ def footnotes(unsupported: list[tuple[str, str]], duplicates: list[str]) -> list
         lines.append(f"unsupported: {len(unsupported)} items not scored (not counted in the totals above):")
         lines += [f"  {name}: {reason}" for name, reason in unsupported]
     if duplicates:
-        lines.append(f"duplicates: {len(duplicates)} records repeat an earlier one and were counted once: "
-                     + ", ".join(duplicates))
+        lines.append(
+            f"duplicates: {len(duplicates)} records repeat an earlier one and were counted once: "
+            + ", ".join(duplicates)
+        )
     return lines
 
 

@@ -130,7 +130,10 @@ class StaticDecoder:
         shape = (len(self.layers), self.kv_heads, slots, self.head_dim)
         self.keys = torch.zeros(shape, device=device, dtype=dtype)
         self.values = torch.zeros(shape, device=device, dtype=dtype)
-        self.qkv = [_pack([layer.self_attn.q_proj, layer.self_attn.k_proj, layer.self_attn.v_proj]) for layer in self.layers]
+        self.qkv = [
+            _pack([layer.self_attn.q_proj, layer.self_attn.k_proj, layer.self_attn.v_proj])
+            for layer in self.layers
+        ]
         self.gate_up = [_pack([layer.mlp.gate_proj, layer.mlp.up_proj]) for layer in self.layers]
         with torch.no_grad():
             positions = torch.arange(slots, device=device)[None]
@@ -147,7 +150,9 @@ class StaticDecoder:
         self._graphs: dict[int, tuple[torch.cuda.CUDAGraph, torch.Tensor]] = {}
         self._owner: weakref.ref | None = None
         self._synced = 0  # workspace[:synced] equals the owner's cache
-        self._written = 0  # workspace[:written] is valid for the owner (the rest is generated, not yet written back)
+        self._written = (
+            0  # workspace[:written] is valid for the owner (the rest is generated, not yet written back)
+        )
         self.warmup_seconds = 0.0
 
     # -- set-up ---------------------------------------------------------------------------
@@ -236,9 +241,13 @@ class StaticDecoder:
             qkv = functional.linear(norm(hidden, layer.input_layernorm.weight, self.eps), *self.qkv[index])
             rotated = rope(qkv[0, 0, : (heads + kv_heads) * dim].view(heads + kv_heads, dim), cos, sin)
             self.keys[index].index_copy_(1, self._position, rotated[heads:].view(kv_heads, 1, dim))
-            self.values[index].index_copy_(1, self._position, qkv[0, 0, (heads + kv_heads) * dim :].view(kv_heads, 1, dim))
+            self.values[index].index_copy_(
+                1, self._position, qkv[0, 0, (heads + kv_heads) * dim :].view(kv_heads, 1, dim)
+            )
             hidden = hidden + layer.self_attn.o_proj(self._attend(index, rotated[:heads], bias, length))
-            gate_up = functional.linear(norm(hidden, layer.post_attention_layernorm.weight, self.eps), *self.gate_up[index])
+            gate_up = functional.linear(
+                norm(hidden, layer.post_attention_layernorm.weight, self.eps), *self.gate_up[index]
+            )
             hidden = hidden + layer.mlp.down_proj(activation(gate_up))
         return self.lm_head(norm(hidden, self.language_model.norm.weight, self.eps))[0, -1]
 
@@ -289,7 +298,9 @@ class StaticDecoder:
             return
         start, end = self._synced, self._written
         for index, layer in enumerate(owner.layers[: len(self.layers)]):
-            layer.update(self.keys[index, None, :, start:end].clone(), self.values[index, None, :, start:end].clone())
+            layer.update(
+                self.keys[index, None, :, start:end].clone(), self.values[index, None, :, start:end].clone()
+            )
         self._synced = end
 
     def forget(self, cache: DynamicCache | None) -> None:

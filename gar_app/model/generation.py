@@ -65,7 +65,10 @@ def token_logprob(logits: torch.Tensor, token: int, k: int, spell: Callable[[int
     """
     logprobs = torch.log_softmax(logits.float().reshape(-1), dim=-1)
     values, ids = torch.topk(logprobs, k)
-    top = tuple(TokenLogprob(int(i), spell(int(i)), float(v)) for v, i in zip(values.tolist(), ids.tolist(), strict=True))
+    top = tuple(
+        TokenLogprob(int(i), spell(int(i)), float(v))
+        for v, i in zip(values.tolist(), ids.tolist(), strict=True)
+    )
     return TokenLogprob(token, spell(token), float(logprobs[token]), top)
 
 

@@ -97,7 +97,9 @@ class GarForConditionalGeneration(nn.Module):
             inside = self.region_pixels(prompt_values.to(self.device))
             extra = self.mask_patch_embedding(inside).flatten(2).transpose(1, 2)
         with self._patch_embeddings_plus(extra):
-            outputs = self.mllm.model.get_image_features(pixel_values=pixel_values.unsqueeze(0), return_dict=True)
+            outputs = self.mllm.model.get_image_features(
+                pixel_values=pixel_values.unsqueeze(0), return_dict=True
+            )
         return outputs.pooler_output
 
     def feature_map(self, image_features: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
@@ -155,7 +157,9 @@ class GarForConditionalGeneration(nn.Module):
             slots = input_ids == self.config.image_token_id
             features = image_features.reshape(-1, embeds.shape[-1])
             if int(slots.sum()) != features.shape[0]:
-                raise ValueError(f"{int(slots.sum())} image placeholders for {features.shape[0]} image features")
+                raise ValueError(
+                    f"{int(slots.sum())} image placeholders for {features.shape[0]} image features"
+                )
             embeds[slots] = features.to(embeds.dtype)
         for index, box in (region_boxes or {}).items():
             slots = input_ids == self.config.crop_tokens_ids[index]
@@ -172,4 +176,6 @@ class GarForConditionalGeneration(nn.Module):
 
     def forward(self, inputs_embeds: torch.Tensor, cache=None, logits_to_keep: int = 0):
         """One language-model step over embeddings, extending ``cache`` in place."""
-        return self.mllm(inputs_embeds=inputs_embeds, cache=cache, use_cache=True, logits_to_keep=logits_to_keep)
+        return self.mllm(
+            inputs_embeds=inputs_embeds, cache=cache, use_cache=True, logits_to_keep=logits_to_keep
+        )

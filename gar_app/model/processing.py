@@ -164,7 +164,9 @@ class GarProcessor:
         self._turn_end = self._assistant_turn_end()
         # Control tokens (every special added token: headers, reserved ids...) are hidden from
         # answers, but region tags like <Prompt1> are words of the answer.
-        tags = set(tokenizer.convert_tokens_to_ids([tag(k) for k in range(self.prompt_numbers)] + ["<NO_Prompt>"]))
+        tags = set(
+            tokenizer.convert_tokens_to_ids([tag(k) for k in range(self.prompt_numbers)] + ["<NO_Prompt>"])
+        )
         special = {i for i, token in tokenizer.added_tokens_decoder.items() if token.special}
         self._hidden_ids = (special | set(tokenizer.all_special_ids)) - tags
 
@@ -175,7 +177,9 @@ class GarProcessor:
             tokenizer = PreTrainedTokenizerFast.from_pretrained(folder)
             image_processor = GarImageProcessor.from_pretrained(folder)
         except (OSError, ValueError) as error:
-            raise CheckpointError(f"cannot load the tokenizer / image processor from {folder}: {error}") from None
+            raise CheckpointError(
+                f"cannot load the tokenizer / image processor from {folder}: {error}"
+            ) from None
         map_resample = map_resampling(_processor_setting(folder, MAP_RESAMPLE_KEY))
         chat_template = _read_chat_template(folder, tokenizer)
         return cls(tokenizer, image_processor, chat_template, config, tokens_per_tile, map_resample)
@@ -221,7 +225,10 @@ class GarProcessor:
 
     def _render(self, messages: list[dict], generation_prompt: bool) -> str:
         return self.tokenizer.apply_chat_template(
-            messages, chat_template=self.chat_template, tokenize=False, add_generation_prompt=generation_prompt
+            messages,
+            chat_template=self.chat_template,
+            tokenize=False,
+            add_generation_prompt=generation_prompt,
         )
 
     @staticmethod

@@ -45,7 +45,9 @@ class Turn:
     settings: dict | None = None
     started: float = field(default_factory=time.time)
     finished: float | None = None
-    tokens: list[TokenLogprob] = field(default_factory=list)  # with ``settings.logprobs``: one per answer token
+    tokens: list[TokenLogprob] = field(
+        default_factory=list
+    )  # with ``settings.logprobs``: one per answer token
 
 
 class ChatSession:
@@ -84,7 +86,10 @@ class ChatSession:
         return "".join(self.stream(question, settings))
 
     def describe(
-        self, index: int | None = None, settings: GenerationSettings | None = None, instruction: str | None = None
+        self,
+        index: int | None = None,
+        settings: GenerationSettings | None = None,
+        instruction: str | None = None,
     ) -> str:
         return "".join(self.stream_describe(index, settings, instruction))
 
@@ -154,8 +159,10 @@ class ChatSession:
         """
         mask = load_mask(mask, size=self.image.size)
         if index in self._introduced and not np.array_equal(self.masks[index], mask):
-            raise InputError(f"{tag(index)} is already part of this conversation with another mask; "
-                             "start a new conversation to use the new one")  # fmt: skip
+            raise InputError(
+                f"{tag(index)} is already part of this conversation with another mask; "
+                "start a new conversation to use the new one"
+            )
         self.masks[int(index)] = mask
 
     def _question_prompt(self, question: str) -> tuple[str, list[int]]:
@@ -313,7 +320,9 @@ class ChatSession:
                 if token in stop_ids:
                     break
                 if settings.logprobs:
-                    answer.tokens.append(token_logprob(logits, token, settings.logprobs, processor.token_text))
+                    answer.tokens.append(
+                        token_logprob(logits, token, settings.logprobs, processor.token_text)
+                    )
                 generated.append(token)
                 piece = stream.push(token)
                 if piece:

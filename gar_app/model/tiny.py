@@ -69,7 +69,9 @@ def _tokenizer(prompt_numbers: int, base_vocab: int) -> PreTrainedTokenizerFast:
     tokenizer = Tokenizer(models.BPE())
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tokenizer.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=base_vocab, initial_alphabet=_ascii_byte_alphabet(), show_progress=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=base_vocab, initial_alphabet=_ascii_byte_alphabet(), show_progress=False
+    )
     tokenizer.train_from_iterator(_CORPUS * 4, trainer)
     reserved = [f"<|reserved_special_token_{k + 2}|>" for k in range(prompt_numbers)]
     specials = ["<|begin_of_text|>", "<|end_of_text|>", "<|image|>", "<|video|>", *reserved]
@@ -93,33 +95,53 @@ PRESETS = {
     "tiny": {
         "architecture": "vit_pe_core_large_patch14_336",
         "vision": {"embed_dim": 32, "depth": 2, "num_heads": 2},
-        "text": {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
-                 "num_attention_heads": 4, "num_key_value_heads": 2, "max_position_embeddings": 16384},
+        "text": {
+            "hidden_size": 64,
+            "intermediate_size": 128,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 4,
+            "num_key_value_heads": 2,
+            "max_position_embeddings": 16384,
+        },
         "vocab": 0,
         "cls_token": True,
     },
     "gar-1b": {
         "architecture": "vit_pe_core_large_patch14_336",
         "vision": {"embed_dim": 1024, "depth": 23, "num_heads": 16},
-        "text": {"hidden_size": 2048, "intermediate_size": 8192, "num_hidden_layers": 16,
-                 "num_attention_heads": 32, "num_key_value_heads": 8, "max_position_embeddings": 11520},
+        "text": {
+            "hidden_size": 2048,
+            "intermediate_size": 8192,
+            "num_hidden_layers": 16,
+            "num_attention_heads": 32,
+            "num_key_value_heads": 8,
+            "max_position_embeddings": 11520,
+        },
         "vocab": 128256,  # Llama 3's vocabulary; the tiny tokenizer only names a few hundred ids
         "cls_token": True,
     },
     "gar-8b": {
         "architecture": "vit_pe_core_gigantic_patch14_448",
         "vision": {"embed_dim": 1536, "depth": 47, "num_heads": 16, "mlp_ratio": 8960 / 1536},
-        "text": {"hidden_size": 4096, "intermediate_size": 14336, "num_hidden_layers": 32,
-                 "num_attention_heads": 32, "num_key_value_heads": 8, "max_position_embeddings": 11520},
+        "text": {
+            "hidden_size": 4096,
+            "intermediate_size": 14336,
+            "num_hidden_layers": 32,
+            "num_attention_heads": 32,
+            "num_key_value_heads": 8,
+            "max_position_embeddings": 11520,
+        },
         "vocab": 128256,
         "cls_token": False,
     },
-}  # fmt: skip
+}
 
 
 def random_config(tokenizer: PreTrainedTokenizerFast, prompt_numbers: int, preset: str = "tiny") -> GarConfig:
     sizes = PRESETS[preset]
-    crop_ids = tokenizer.convert_tokens_to_ids([f"<|reserved_special_token_{k + 2}|>" for k in range(prompt_numbers)])
+    crop_ids = tokenizer.convert_tokens_to_ids(
+        [f"<|reserved_special_token_{k + 2}|>" for k in range(prompt_numbers)]
+    )
     return GarConfig(
         mllm_config={
             "vision_config": {
@@ -215,5 +237,7 @@ def write_tiny_gar(
     config.save_pretrained(out)
     tokenizer.save_pretrained(out)
     (out / "chat_template.jinja").write_text(CHAT_TEMPLATE)
-    PerceptionLMImageProcessor(vision_input_type="thumb+tile", tile_size=448, max_num_tiles=max_num_tiles).save_pretrained(out)
+    PerceptionLMImageProcessor(
+        vision_input_type="thumb+tile", tile_size=448, max_num_tiles=max_num_tiles
+    ).save_pretrained(out)
     return out

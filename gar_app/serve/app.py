@@ -66,8 +66,12 @@ class GarApi:
     def require_model(self):
         if self.services.gar is None:
             why = self.services.gar_problem or "no model"
-            raise ApiError(503, f"no GAR model is loaded ({why}); this server runs in annotation mode", None,
-                           "model_not_loaded")
+            raise ApiError(
+                503,
+                f"no GAR model is loaded ({why}); this server runs in annotation mode",
+                None,
+                "model_not_loaded",
+            )
         return self.services.gar
 
     def close(self) -> None:
@@ -78,8 +82,10 @@ async def read_json(request: Request, limit: int):
     """The JSON body, refused (413) as soon as it grows past ``limit`` bytes."""
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
-        raise too_large(f"the request body is {int(declared) / 2**20:.1f} MB, more than the "
-                        f"{limit / 2**20:g} MB this server accepts")
+        raise too_large(
+            f"the request body is {int(declared) / 2**20:.1f} MB, more than the "
+            f"{limit / 2**20:g} MB this server accepts"
+        )
     body = bytearray()
     async for chunk in request.stream():
         body += chunk
@@ -111,7 +117,9 @@ def _sse(data: dict | str) -> str:
     return f"data: {data if isinstance(data, str) else json.dumps(data, ensure_ascii=False)}\n\n"
 
 
-async def _stream(first: Event, events: asyncio.Queue, job: Job, reply: Reply, chat: ChatRequest) -> AsyncIterator[str]:
+async def _stream(
+    first: Event, events: asyncio.Queue, job: Job, reply: Reply, chat: ChatRequest
+) -> AsyncIterator[str]:
     try:
         yield _sse(reply.chunk({"role": "assistant", "content": ""}))
         event = first
@@ -141,8 +149,9 @@ async def _collect(first: Event, events: asyncio.Queue, reply: Reply) -> dict:
             raise event
         tokens += event.tokens
         event = await events.get()
-    return reply.completion(event.content, tokens, event.finish_reason,
-                            usage(event.prompt_tokens, event.completion_tokens))
+    return reply.completion(
+        event.content, tokens, event.finish_reason, usage(event.prompt_tokens, event.completion_tokens)
+    )
 
 
 def _error_response(error: ApiError) -> JSONResponse:
@@ -154,7 +163,9 @@ def _http_error(request: Request, error: HTTPException) -> JSONResponse:
     message = f"{error.detail}: {request.method} {request.url.path}"
     if error.status_code == 404:
         message += " (the API has GET /v1/models, POST /v1/chat/completions and GET /v1/stats)"
-    return _error_response(ApiError(error.status_code, message, None, "not_found" if error.status_code == 404 else None))
+    return _error_response(
+        ApiError(error.status_code, message, None, "not_found" if error.status_code == 404 else None)
+    )
 
 
 def create_api(api: GarApi) -> FastAPI:
@@ -166,21 +177,31 @@ def create_api(api: GarApi) -> FastAPI:
             given = request.headers.get("authorization", "")
             if not hmac.compare_digest(given.encode(), f"Bearer {key}".encode()):
                 what = "a wrong API key" if given else "no API key"
-                raise ApiError(401, f"{what}: send the header 'Authorization: Bearer <key>'", None, "invalid_api_key")
+                raise ApiError(
+                    401, f"{what}: send the header 'Authorization: Bearer <key>'", None, "invalid_api_key"
+                )
 
     # The key check is a dependency of every route rather than a middleware: Starlette's
     # middleware wrapper hides a client's disconnect from the route, which must see it.
-    app = FastAPI(title="GAR App API", docs_url=None, redoc_url=None, openapi_url=None,
-                  dependencies=[Depends(check_key)])
+    app = FastAPI(
+        title="GAR App API",
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+        dependencies=[Depends(check_key)],
+    )
     app.state.gar_api = api
     app.add_exception_handler(ApiError, lambda _request, error: _error_response(error))
     app.add_exception_handler(HTTPException, _http_error)
 
     @app.get("/models")
     async def models() -> dict:
-        return {"object": "list", "data": [
-            {"id": name, "object": "model", "created": 0, "owned_by": "gar-app"} for name in api.names[:1]
-        ]}
+        return {
+            "object": "list",
+            "data": [
+                {"id": name, "object": "model", "created": 0, "owned_by": "gar-app"} for name in api.names[:1]
+            ],
+        }
 
     @app.get("/stats")
     async def stats() -> dict:
@@ -212,8 +233,11 @@ def create_api(api: GarApi) -> FastAPI:
             raise first
         reply = Reply(api.names[0], chat.logprobs, chat.top_logprobs)
         if chat.stream:
-            return StreamingResponse(_stream(first, events, job, reply, chat), media_type="text/event-stream",
-                                     headers={"Cache-Control": "no-cache"})
+            return StreamingResponse(
+                _stream(first, events, job, reply, chat),
+                media_type="text/event-stream",
+                headers={"Cache-Control": "no-cache"},
+            )
         return await _collect(first, events, reply)
 
     return app
@@ -222,8 +246,13 @@ def create_api(api: GarApi) -> FastAPI:
 def create_server(services: Services, options: ApiOptions | None = None) -> FastAPI:
     """The API alone: the routes at ``/v1`` (``gar-app serve``)."""
     api = GarApi(services, options or ApiOptions())
-    server = FastAPI(title="GAR App API", docs_url=None, redoc_url=None, openapi_url=None,
-                     routes=[Mount("/v1", create_api(api))])
+    server = FastAPI(
+        title="GAR App API",
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+        routes=[Mount("/v1", create_api(api))],
+    )
     server.state.gar_api = api
     server.add_exception_handler(HTTPException, _http_error)
     return server

@@ -13,16 +13,30 @@ from gar_app.errors import InputError
 
 def add_api_options(parser: argparse.ArgumentParser) -> None:
     """The options that shape the API, shared by ``gar-app serve`` and ``app.py --api``."""
-    parser.add_argument("--api-key-env", metavar="VAR",
-                        help="require 'Authorization: Bearer KEY' with KEY read from this environment variable")
-    parser.add_argument("--allow-dir", metavar="DIR",
-                        help="let image_url / mask_url name files inside DIR (paths relative to it); "
-                             "without it only data: URLs are read")
+    parser.add_argument(
+        "--api-key-env",
+        metavar="VAR",
+        help="require 'Authorization: Bearer KEY' with KEY read from this environment variable",
+    )
+    parser.add_argument(
+        "--allow-dir",
+        metavar="DIR",
+        help="let image_url / mask_url name files inside DIR (paths relative to it); "
+        "without it only data: URLs are read",
+    )
     parser.add_argument("--max-body-mb", type=float, default=50, help="largest request body (default 50 MB)")
-    parser.add_argument("--max-queue", type=int, default=16,
-                        help="requests waiting or running before new ones get 429 (default 16)")
-    parser.add_argument("--max-conversations", type=int, default=8,
-                        help="conversations held for follow-ups, least recently used dropped first (default 8)")
+    parser.add_argument(
+        "--max-queue",
+        type=int,
+        default=16,
+        help="requests waiting or running before new ones get 429 (default 16)",
+    )
+    parser.add_argument(
+        "--max-conversations",
+        type=int,
+        default=8,
+        help="conversations held for follow-ups, least recently used dropped first (default 8)",
+    )
 
 
 def api_options(args: argparse.Namespace):
@@ -33,13 +47,20 @@ def api_options(args: argparse.Namespace):
     if args.api_key_env:
         key = os.environ.get(args.api_key_env, "")
         if not key:
-            raise InputError(f"--api-key-env {args.api_key_env}: that environment variable is not set or empty")
+            raise InputError(
+                f"--api-key-env {args.api_key_env}: that environment variable is not set or empty"
+            )
     if args.allow_dir and not os.path.isdir(args.allow_dir):
         raise InputError(f"--allow-dir {args.allow_dir} is not a folder")
     if args.max_body_mb <= 0 or args.max_queue < 1 or args.max_conversations < 0:
         raise InputError("--max-body-mb and --max-queue must be positive, --max-conversations not negative")
-    return ApiOptions(api_key=key, allow_dir=args.allow_dir, max_body_bytes=int(args.max_body_mb * 2**20),
-                      max_queue=args.max_queue, max_conversations=args.max_conversations)
+    return ApiOptions(
+        api_key=key,
+        allow_dir=args.allow_dir,
+        max_body_bytes=int(args.max_body_mb * 2**20),
+        max_queue=args.max_queue,
+        max_conversations=args.max_conversations,
+    )
 
 
 def run_serve(args: argparse.Namespace) -> int:
@@ -51,7 +72,9 @@ def run_serve(args: argparse.Namespace) -> int:
 
         from gar_app.serve.app import create_server
     except ImportError as error:
-        raise InputError(f'gar-app serve needs FastAPI and uvicorn ({error}): pip install "gar-app[serve]"') from None
+        raise InputError(
+            f'gar-app serve needs FastAPI and uvicorn ({error}): pip install "gar-app[serve]"'
+        ) from None
     from gar_app.commands import load_model
     from gar_app.segment import load_segmenter
     from gar_app.workspace import Services
@@ -75,8 +98,10 @@ def add_serve(commands: argparse._SubParsersAction) -> None:
         "content parts), GET /v1/models, GET /v1/stats. See the README for the request format.",
     )
     add_model_options(parser)
-    parser.add_argument("--sam", help="SAM checkpoint for box regions (default: $GAR_APP_SAM_CHECKPOINT, the "
-                                      "cache, else GrabCut)")
+    parser.add_argument(
+        "--sam",
+        help="SAM checkpoint for box regions (default: $GAR_APP_SAM_CHECKPOINT, the cache, else GrabCut)",
+    )
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     add_api_options(parser)

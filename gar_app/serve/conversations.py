@@ -72,5 +72,10 @@ class Conversations:
 
     def stats(self) -> dict[str, int]:
         with self._lock:
-            return {"held": len(self._held), "limit": self.limit, "reused": self.reused,
-                    "started": self.started, "dropped": self.dropped}
+            return {
+                "held": len(self._held),
+                "limit": self.limit,
+                "reused": self.reused,
+                "started": self.started,
+                "dropped": self.dropped,
+            }

@@ -72,8 +72,13 @@ class Engine:
     def check_room(self) -> None:
         """429 when the queue is full (``submit`` checks again: others may have come in since)."""
         if self.pending >= self.max_queue:
-            raise ApiError(429, f"the server is busy: {self.pending} requests are queued (at most "
-                           f"{self.max_queue}); retry shortly", None, "queue_full")
+            raise ApiError(
+                429,
+                f"the server is busy: {self.pending} requests are queued (at most "
+                f"{self.max_queue}); retry shortly",
+                None,
+                "queue_full",
+            )
 
     def submit(self, job: Job) -> None:
         with self._lock:
@@ -88,8 +93,13 @@ class Engine:
 
     def stats(self) -> dict:
         with self._lock:
-            return {"requests": self.requests, "queued": self.pending, "max_queue": self.max_queue,
-                    "vision_encodings": self.vision_encodings, "conversations": self.conversations.stats()}
+            return {
+                "requests": self.requests,
+                "queued": self.pending,
+                "max_queue": self.max_queue,
+                "vision_encodings": self.vision_encodings,
+                "conversations": self.conversations.stats(),
+            }
 
     # -- the worker -------------------------------------------------------------------
 
@@ -119,7 +129,9 @@ class Engine:
         if session is not None:
             for index in sorted(new):
                 session.masks[index] = resolved.mask(index, self.services.segment)
-            log.info("continuing a held conversation (%d tokens cached, image not re-encoded)", session.token_count)
+            log.info(
+                "continuing a held conversation (%d tokens cached, image not re-encoded)", session.token_count
+            )
             return session
         masks = {k: resolved.mask(k, self.services.segment) for k in sorted(resolved.masks)}
         session = self.services.gar.chat(resolved.image, masks)
@@ -159,8 +171,14 @@ class Engine:
             job.emit(Delta(tail, list(rest)))
         completion = len(answer.tokens)
         limit = answer.settings["max_new_tokens"]
-        job.emit(Finished(scanner.text, "length" if not stopped and completion >= limit else "stop",
-                          session.token_count - completion, completion))
+        job.emit(
+            Finished(
+                scanner.text,
+                "length" if not stopped and completion >= limit else "stop",
+                session.token_count - completion,
+                completion,
+            )
+        )
         if not stopped and answer.text == scanner.text:  # the client holds exactly what the model holds
             turns = [(m.role, m.text) for m in request.messages] + [("assistant", scanner.text)]
             self.conversations.keep(conversation_key(resolved.image_digest, resolved.digests, turns), session)

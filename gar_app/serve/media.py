@@ -40,9 +40,13 @@ class MediaReader:
             return _data_url_bytes(url, param)
         scheme = url.split(":", 1)[0].lower() if ":" in url else ""
         if scheme in ("http", "https"):
-            raise bad_request(f"{param}: this server downloads nothing; send the image inline as a data: URL", param)
+            raise bad_request(
+                f"{param}: this server downloads nothing; send the image inline as a data: URL", param
+            )
         if scheme or url.startswith("//"):
-            raise bad_request(f"{param}: only data: URLs and paths relative to the server's allowed folder are read", param)
+            raise bad_request(
+                f"{param}: only data: URLs and paths relative to the server's allowed folder are read", param
+            )
         return self._file_bytes(url, param)
 
     def _file_bytes(self, relative: str, param: str) -> bytes:
@@ -61,8 +65,11 @@ class MediaReader:
             raise bad_request(f"{param}: no such file in the server's allowed folder: {relative}", param)
         size, limit = target.stat().st_size, images.max_file_bytes()
         if size > limit:
-            raise too_large(f"{param}: the file is {size / 2**20:.1f} MB, more than the {limit / 2**20:g} MB "
-                            f"the app reads (${images.MAX_FILE_MB_ENV})", param)
+            raise too_large(
+                f"{param}: the file is {size / 2**20:.1f} MB, more than the {limit / 2**20:g} MB "
+                f"the app reads (${images.MAX_FILE_MB_ENV})",
+                param,
+            )
         return target.read_bytes()
 
     def image(self, url: object, param: str) -> tuple[Image.Image, str]:
@@ -74,8 +81,11 @@ class MediaReader:
         """A boolean mask from a PNG (or any image) URL; it must be exactly ``size`` = (width, height)."""
         opened = _open(self.read(url, param), param, "mask")
         if opened.size != tuple(size):
-            raise bad_request(f"{param}: the mask is {opened.width}x{opened.height} but the image is "
-                              f"{size[0]}x{size[1]}", param, "mask_size")
+            raise bad_request(
+                f"{param}: the mask is {opened.width}x{opened.height} but the image is {size[0]}x{size[1]}",
+                param,
+                "mask_size",
+            )
         try:
             return images.load_mask(opened)
         except (InputError, OSError, ValueError, SyntaxError) as error:
@@ -100,15 +110,24 @@ def _open(data: bytes, param: str, what: str) -> Image.Image:
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # refused below, more clearly
             opened = Image.open(io.BytesIO(data))
     except Image.DecompressionBombError:
-        raise too_large(f"{param}: the {what} has more than the {limit / 1e6:g} megapixels the app accepts "
-                        f"(${images.MAX_MEGAPIXELS_ENV})", param) from None
+        raise too_large(
+            f"{param}: the {what} has more than the {limit / 1e6:g} megapixels the app accepts "
+            f"(${images.MAX_MEGAPIXELS_ENV})",
+            param,
+        ) from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
-        raise bad_request(f"{param}: the {what} is not an image Pillow can read (damaged, or an unknown format)",
-                          param, f"invalid_{what}") from None
+        raise bad_request(
+            f"{param}: the {what} is not an image Pillow can read (damaged, or an unknown format)",
+            param,
+            f"invalid_{what}",
+        ) from None
     if opened.width * opened.height > limit:
-        raise too_large(f"{param}: the {what} is {opened.width}x{opened.height} "
-                        f"({opened.width * opened.height / 1e6:.1f} megapixels), more than the "
-                        f"{limit / 1e6:g} megapixels the app accepts (${images.MAX_MEGAPIXELS_ENV})", param)
+        raise too_large(
+            f"{param}: the {what} is {opened.width}x{opened.height} "
+            f"({opened.width * opened.height / 1e6:.1f} megapixels), more than the "
+            f"{limit / 1e6:g} megapixels the app accepts (${images.MAX_MEGAPIXELS_ENV})",
+            param,
+        )
     return opened
 
 

@@ -68,7 +68,9 @@ class Resolved:
         if mask is None:
             mask = segment(self.image, Prompt(box=self.boxes[index]))
             if not mask.any():
-                raise bad_request(f"the segmenter found nothing in the box of {tag(index)}", None, "empty_mask")
+                raise bad_request(
+                    f"the segmenter found nothing in the box of {tag(index)}", None, "empty_mask"
+                )
             self.masks[index] = mask
         return mask
 
@@ -102,7 +104,9 @@ class ChatRequest:
         return resolve_regions(self.image_url, self.image_param, self.regions, media)
 
 
-def resolve_regions(image_url: str, image_param: str, regions: list[RegionPart], media: MediaReader) -> Resolved:
+def resolve_regions(
+    image_url: str, image_param: str, regions: list[RegionPart], media: MediaReader
+) -> Resolved:
     """The image behind ``image_url`` and each region's mask (a box is checked, not yet segmented)."""
     image, digest = media.image(image_url, image_param)
     width, height = image.size
@@ -124,8 +128,11 @@ def resolve_regions(image_url: str, image_param: str, regions: list[RegionPart],
         else:
             mask = media.mask(region.value, region.param, (width, height))
         if not mask.any():
-            raise bad_request(f"{region.param}: region {tag(region.index)} is empty (no pixel set)",
-                              region.param, "empty_mask")
+            raise bad_request(
+                f"{region.param}: region {tag(region.index)} is empty (no pixel set)",
+                region.param,
+                "empty_mask",
+            )
         masks[region.index] = mask
         digests[region.index] = "mask:" + hashlib.sha256(np.packbits(mask).tobytes()).hexdigest()
     return Resolved(image, digest, masks, boxes, digests)
@@ -134,15 +141,22 @@ def resolve_regions(image_url: str, image_param: str, regions: list[RegionPart],
 def _rle_mask(rle: Any, param: str, size: tuple[int, int]) -> np.ndarray:
     width, height = size
     if isinstance(rle, dict) and isinstance(rle.get("size"), list) and rle["size"] != [height, width]:
-        raise bad_request(f"{param}: the mask's size is {rle['size']} ([height, width]) but the image is "
-                          f"[{height}, {width}]", param, "mask_size")
+        raise bad_request(
+            f"{param}: the mask's size is {rle['size']} ([height, width]) but the image is "
+            f"[{height}, {width}]",
+            param,
+            "mask_size",
+        )
     try:
         mask = rle_to_mask(rle)
     except InputError as error:
         raise bad_request(f"{param}: {error}", param, "invalid_mask") from None
     if mask.shape != (height, width):
-        raise bad_request(f"{param}: the mask is {mask.shape[1]}x{mask.shape[0]} but the image is {width}x{height}",
-                          param, "mask_size")
+        raise bad_request(
+            f"{param}: the mask is {mask.shape[1]}x{mask.shape[0]} but the image is {width}x{height}",
+            param,
+            "mask_size",
+        )
     return mask
 
 
@@ -187,7 +201,9 @@ def _settings(body: dict) -> GenerationSettings:
         max_tokens = _number({name: max_tokens}, name, 1, 2**31, integer=True)
     # Greedy unless sampling is asked for: GAR's authors decoded greedily, and OpenAI's
     # temperature 0 means greedy too.
-    sample = (temperature is not None and temperature > 0) or (temperature is None and top_p is not None and top_p < 1)
+    sample = (temperature is not None and temperature > 0) or (
+        temperature is None and top_p is not None and top_p < 1
+    )
     return GenerationSettings(
         max_new_tokens=int(max_tokens or DEFAULT_MAX_TOKENS),
         do_sample=sample,
@@ -202,7 +218,11 @@ def _stops(body: dict) -> tuple[str, ...]:
     if stop is None:
         return ()
     stops = [stop] if isinstance(stop, str) else stop
-    if not isinstance(stops, list) or not all(isinstance(s, str) and s for s in stops) or len(stops) > MAX_STOPS:
+    if (
+        not isinstance(stops, list)
+        or not all(isinstance(s, str) and s for s in stops)
+        or len(stops) > MAX_STOPS
+    ):
         raise bad_request(f"stop must be a non-empty string or a list of up to {MAX_STOPS} of them", "stop")
     return tuple(stops)
 
@@ -235,15 +255,24 @@ def parse_region(part: dict, message: int, where: str, prompt_numbers: int) -> R
     except InputError as error:
         raise bad_request(f"{where}.tag: {error}", f"{where}.tag", "invalid_tag") from None
     if index >= prompt_numbers:
-        raise bad_request(f"{where}: {tag(index)} is beyond this model's {prompt_numbers} regions "
-                          f"(<Prompt0> to {tag(prompt_numbers - 1)})", f"{where}.tag", "too_many_regions")
+        raise bad_request(
+            f"{where}: {tag(index)} is beyond this model's {prompt_numbers} regions "
+            f"(<Prompt0> to {tag(prompt_numbers - 1)})",
+            f"{where}.tag",
+            "too_many_regions",
+        )
     given = [name for name in ("mask", "mask_url", "box") if name in part]
     if len(given) != 1:
-        raise bad_request(f"{where}: give the region as exactly one of mask (COCO RLE), mask_url or box", where)
+        raise bad_request(
+            f"{where}: give the region as exactly one of mask (COCO RLE), mask_url or box", where
+        )
     kind = given[0]
     value = part[kind]
-    if kind == "box" and not (isinstance(value, list) and len(value) == 4
-                              and all(isinstance(v, int | float) and not isinstance(v, bool) for v in value)):
+    if kind == "box" and not (
+        isinstance(value, list)
+        and len(value) == 4
+        and all(isinstance(v, int | float) and not isinstance(v, bool) for v in value)
+    ):
         raise bad_request(f"{where}.box must be [x1, y1, x2, y2] in pixels", f"{where}.box", "invalid_box")
     return RegionPart(index, message, kind, value, f"{where}.{kind}")
 
@@ -275,13 +304,18 @@ def parse_chat_request(body: Any, prompt_numbers: int) -> ChatRequest:
             raise bad_request(f"{where} must be an object with role and content", where)
         role = message.get("role")
         if role in ("system", "developer"):
-            raise bad_request(f"{where}: GAR takes no system prompt; put instructions in the user message", where)
+            raise bad_request(
+                f"{where}: GAR takes no system prompt; put instructions in the user message", where
+            )
         if role not in ("user", "assistant"):
             raise bad_request(f"{where}.role must be 'user' or 'assistant', not {role!r}", f"{where}.role")
         expected = "user" if m % 2 == 0 else "assistant"
         if role != expected:
-            raise bad_request(f"{where}: messages must alternate user, assistant, user, ... (starting with the user); "
-                              f"this one should be {expected}", where)
+            raise bad_request(
+                f"{where}: messages must alternate user, assistant, user, ... (starting with the user); "
+                f"this one should be {expected}",
+                where,
+            )
         texts = []
         for p, part in enumerate(_parts(message.get("content"), f"{where}.content")):
             at = f"{where}.content[{p}]"
@@ -294,8 +328,11 @@ def parse_chat_request(body: Any, prompt_numbers: int) -> ChatRequest:
                 raise bad_request(f"{at}: an assistant message holds text only", at)
             elif kind == "image_url":
                 if m != 0 or image_url is not None:
-                    raise bad_request(f"{at}: GAR talks about one image per conversation, given in the first user "
-                                      "message", at, "one_image")
+                    raise bad_request(
+                        f"{at}: GAR talks about one image per conversation, given in the first user message",
+                        at,
+                        "one_image",
+                    )
                 url = part.get("image_url")
                 image_url = url.get("url") if isinstance(url, dict) else url
                 image_param = f"{at}.image_url"
@@ -305,10 +342,15 @@ def parse_chat_request(body: Any, prompt_numbers: int) -> ChatRequest:
                 raise bad_request(f"{at}: unknown content part type {kind!r} (text, image_url, region)", at)
         read.append(Message(role, "\n".join(texts)))
     if read[-1].role != "user":
-        raise bad_request("the last message must be the user's (the question to answer)", f"messages[{len(read) - 1}]")
+        raise bad_request(
+            "the last message must be the user's (the question to answer)", f"messages[{len(read) - 1}]"
+        )
     if image_url is None:
-        raise bad_request("GAR needs an image: send it as an image_url part of the first user message",
-                          "messages[0].content", "no_image")
+        raise bad_request(
+            "GAR needs an image: send it as an image_url part of the first user message",
+            "messages[0].content",
+            "no_image",
+        )
     _check_regions(read, regions)
     logprobs, top_logprobs = _logprobs(body)
     try:
@@ -316,9 +358,17 @@ def parse_chat_request(body: Any, prompt_numbers: int) -> ChatRequest:
     except InputError as error:
         raise bad_request(str(error)) from None
     return ChatRequest(
-        model=model, image_url=image_url, image_param=image_param, messages=read, regions=regions,
-        settings=settings, stream=stream, include_usage=bool(options.get("include_usage")), stop=_stops(body),
-        logprobs=logprobs, top_logprobs=top_logprobs,
+        model=model,
+        image_url=image_url,
+        image_param=image_param,
+        messages=read,
+        regions=regions,
+        settings=settings,
+        stream=stream,
+        include_usage=bool(options.get("include_usage")),
+        stop=_stops(body),
+        logprobs=logprobs,
+        top_logprobs=top_logprobs,
     )
 
 
@@ -327,14 +377,18 @@ def _check_regions(messages: list[Message], regions: list[RegionPart]) -> None:
     declared: dict[int, RegionPart] = {}
     for region in regions:
         if region.index in declared:
-            raise bad_request(f"{region.param}: {tag(region.index)} is declared twice", region.param, "duplicate_tag")
+            raise bad_request(
+                f"{region.param}: {tag(region.index)} is declared twice", region.param, "duplicate_tag"
+            )
         declared[region.index] = region
     for m, message in enumerate(messages):
         if message.role != "user":
             continue
         where = f"messages[{m}]"
         if not message.text.strip():
-            raise bad_request(f"{where}: the user message has no text (ask a question about the regions)", where)
+            raise bad_request(
+                f"{where}: the user message has no text (ask a question about the regions)", where
+            )
         try:
             mentioned = check_text(message.text)
         except InputError as error:
@@ -343,12 +397,19 @@ def _check_regions(messages: list[Message], regions: list[RegionPart]) -> None:
             region = declared.get(index)
             if region is None or region.message > m:
                 have = ", ".join(tag(k) for k in sorted(declared)) or "none"
-                raise bad_request(f"{where} mentions {tag(index)}, but no region part declares it "
-                                  f"(regions: {have})", where, "unknown_tag")
+                raise bad_request(
+                    f"{where} mentions {tag(index)}, but no region part declares it (regions: {have})",
+                    where,
+                    "unknown_tag",
+                )
 
 
 def check_model(request: ChatRequest, names: set[str]) -> None:
     if request.model is not None and request.model not in names:
         listed = ", ".join(sorted(names))
-        raise ApiError(404, f"the model {request.model!r} is not served here (GET /v1/models lists: {listed})",
-                       "model", "model_not_found")
+        raise ApiError(
+            404,
+            f"the model {request.model!r} is not served here (GET /v1/models lists: {listed})",
+            "model",
+            "model_not_found",
+        )

@@ -20,26 +20,48 @@ class Reply:
         self.top_logprobs = top_logprobs
 
     def _object(self, kind: str, choices: list[dict], **extra) -> dict:
-        return {"id": self.id, "object": kind, "created": self.created, "model": self.model,
-                "system_fingerprint": None, "choices": choices, **extra}
+        return {
+            "id": self.id,
+            "object": kind,
+            "created": self.created,
+            "model": self.model,
+            "system_fingerprint": None,
+            "choices": choices,
+            **extra,
+        }
 
     def logprobs_of(self, tokens: Sequence[TokenLogprob]) -> dict | None:
         """``{"content": [...]}`` in OpenAI's layout; ``top_logprobs`` lists ``top_logprobs`` tokens
         (none when the request asked for ``logprobs`` alone, as OpenAI does)."""
         if not self.logprobs:
             return None
-        return {"content": [
-            {**_token(t), "top_logprobs": [_token(alt) for alt in t.top[: self.top_logprobs]]} for t in tokens
-        ]}
+        return {
+            "content": [
+                {**_token(t), "top_logprobs": [_token(alt) for alt in t.top[: self.top_logprobs]]}
+                for t in tokens
+            ]
+        }
 
-    def completion(self, content: str, tokens: Sequence[TokenLogprob], finish_reason: str, usage: dict) -> dict:
-        choice = {"index": 0, "message": {"role": "assistant", "content": content, "refusal": None},
-                  "logprobs": self.logprobs_of(tokens), "finish_reason": finish_reason}
+    def completion(
+        self, content: str, tokens: Sequence[TokenLogprob], finish_reason: str, usage: dict
+    ) -> dict:
+        choice = {
+            "index": 0,
+            "message": {"role": "assistant", "content": content, "refusal": None},
+            "logprobs": self.logprobs_of(tokens),
+            "finish_reason": finish_reason,
+        }
         return self._object("chat.completion", [choice], usage=usage)
 
-    def chunk(self, delta: dict, tokens: Sequence[TokenLogprob] = (), finish_reason: str | None = None) -> dict:
-        choice = {"index": 0, "delta": delta, "logprobs": self.logprobs_of(tokens) if tokens else None,
-                  "finish_reason": finish_reason}
+    def chunk(
+        self, delta: dict, tokens: Sequence[TokenLogprob] = (), finish_reason: str | None = None
+    ) -> dict:
+        choice = {
+            "index": 0,
+            "delta": delta,
+            "logprobs": self.logprobs_of(tokens) if tokens else None,
+            "finish_reason": finish_reason,
+        }
         return self._object("chat.completion.chunk", [choice])
 
     def usage_chunk(self, usage: dict) -> dict:
@@ -47,8 +69,11 @@ class Reply:
 
 
 def usage(prompt_tokens: int, completion_tokens: int) -> dict:
-    return {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-            "total_tokens": prompt_tokens + completion_tokens}
+    return {
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens,
+        "total_tokens": prompt_tokens + completion_tokens,
+    }
 
 
 def _token(token: TokenLogprob) -> dict:

@@ -90,7 +90,9 @@ def open_video(path: str | os.PathLike, fps_cap: float | None = None, max_frames
     return Clip(path, fps_cap, max_frames)
 
 
-def load_tracker(sam2: str | os.PathLike | None = None, device: str | None = None, dtype: Any = None) -> Tracker:
+def load_tracker(
+    sam2: str | os.PathLike | None = None, device: str | None = None, dtype: Any = None
+) -> Tracker:
     """SAM 2 (or EdgeTAM) from a checkpoint folder or Hub id; without one, the classical fallback.
 
     A checkpoint that is named but cannot be loaded is an error (``CheckpointError``), never

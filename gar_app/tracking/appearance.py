@@ -77,14 +77,19 @@ def appearance(rgb: np.ndarray, mask: np.ndarray) -> Appearance:
     x1, y1 = min(width, xs.max() + 1 + pad), min(height, ys.max() + 1 + pad)
     bins = colour_bins(rgb)
     inside = np.bincount(bins[mask], minlength=BINS**3).astype(np.float64)
-    near = cv2.dilate(mask.astype(np.uint8), np.ones((3, 3), np.uint8), iterations=max(8, pad)).astype(bool) & ~mask
+    near = (
+        cv2.dilate(mask.astype(np.uint8), np.ones((3, 3), np.uint8), iterations=max(8, pad)).astype(bool)
+        & ~mask
+    )
     around = np.bincount(bins[near if near.any() else ~mask], minlength=BINS**3).astype(np.float64)
     p_in, p_out = inside / max(1.0, inside.sum()), around / max(1.0, around.sum())
     histogram = (p_in / np.maximum(p_in + p_out, 1e-12)).astype(np.float32)
     crop = (slice(y0, y1), slice(x0, x1))
     object_mask = mask[crop].astype(np.uint8)
     ring = max(2, round(0.06 * extent))
-    weights = cv2.dilate(object_mask, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * ring + 1, 2 * ring + 1)))
+    weights = cv2.dilate(
+        object_mask, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * ring + 1, 2 * ring + 1))
+    )
     return Appearance(features(rgb[crop], histogram), object_mask, weights, (int(x0), int(y0)), histogram)
 
 
@@ -156,7 +161,9 @@ def _rescale_warp(warp: np.ndarray, scale: float) -> np.ndarray:
 # ---------------------------------------------------------------- finding the object
 
 
-def align(model: Appearance, frame_features: np.ndarray, pose: np.ndarray, margin: int) -> tuple[float, np.ndarray]:
+def align(
+    model: Appearance, frame_features: np.ndarray, pose: np.ndarray, margin: int
+) -> tuple[float, np.ndarray]:
     """Refine ``pose`` so the model matches the frame (ECC, rigid); returns (score, pose).
 
     OpenCV's rigid ECC reads the turn back with ``asin``, so it only handles turns under 90
@@ -183,8 +190,12 @@ def align(model: Appearance, frame_features: np.ndarray, pose: np.ndarray, margi
     for scale in levels:
         try:
             score, scaled = cv2.findTransformECC(
-                _shrink(window, scale), _shrink(turned_feature, scale), _rescale_warp(warp, scale),
-                cv2.MOTION_EUCLIDEAN, _ECC_CRITERIA, _shrink(turned_weights, scale, nearest=True),
+                _shrink(window, scale),
+                _shrink(turned_feature, scale),
+                _rescale_warp(warp, scale),
+                cv2.MOTION_EUCLIDEAN,
+                _ECC_CRITERIA,
+                _shrink(turned_weights, scale, nearest=True),
                 5 if scale == 1.0 else 3,
             )
         except cv2.error:

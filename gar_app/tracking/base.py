@@ -53,7 +53,9 @@ class Tracker(ABC):
         """The mask the marks ``prompt`` make on ``frame`` (H x W x 3 RGB)."""
 
     @abstractmethod
-    def track(self, clip: Clip, run: Run, masks: Mapping[int, np.ndarray]) -> Iterator[tuple[int, FrameMasks]]:
+    def track(
+        self, clip: Clip, run: Run, masks: Mapping[int, np.ndarray]
+    ) -> Iterator[tuple[int, FrameMasks]]:
         """Carry ``masks`` (region index -> mask on frame ``run.start``) along ``run``.
 
         Yields ``(position, {region: mask or None})`` for every position of the run, in order.

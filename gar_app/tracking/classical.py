@@ -104,7 +104,9 @@ class Follower:
         guess = look.predict(self.pose, self.previous, self.centre)
         near = look.locate(self.model, feature, guess, self.margin)
         starts = [guess] if near is None else [near, guess]
-        score, pose = max((look.align(self.model, feature, start, self.margin) for start in starts), key=lambda r: r[0])
+        score, pose = max(
+            (look.align(self.model, feature, start, self.margin) for start in starts), key=lambda r: r[0]
+        )
         shown = self._shown(pose, small.shape[:2])
         if score >= FAIR and shown >= LEFT:
             self.previous, self.pose = self.pose, pose
@@ -158,7 +160,9 @@ class ClassicalTracker(Tracker):
         self._segmenter.set_image(frame)
         return self._segmenter.segment_prompt(prompt).mask
 
-    def track(self, clip: Clip, run: Run, masks: Mapping[int, np.ndarray]) -> Iterator[tuple[int, FrameMasks]]:
+    def track(
+        self, clip: Clip, run: Run, masks: Mapping[int, np.ndarray]
+    ) -> Iterator[tuple[int, FrameMasks]]:
         keyframe = clip.frame(run.start)
         followers = {region: Follower(keyframe, mask) for region, mask in masks.items()}
         del keyframe

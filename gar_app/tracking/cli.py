@@ -20,17 +20,26 @@ def add_track(commands: argparse._SubParsersAction) -> None:
         "RLE, or null where the region is not in view.",
     )
     parser.add_argument("--video", required=True, help="video file")
-    parser.add_argument("--frame", type=int, default=0, help="frame index where the region is marked (default 0)")
+    parser.add_argument(
+        "--frame", type=int, default=0, help="frame index where the region is marked (default 0)"
+    )
     parser.add_argument("--box", help="box as JSON [x1, y1, x2, y2] on that frame")
     parser.add_argument("--points", help="points as JSON [[x, y], ...] on that frame")
     parser.add_argument("--labels", help="1 (include) / 0 (exclude) per point, JSON; default all 1")
-    parser.add_argument("--mask", help="mask image of the region on that frame (any non-zero pixel is inside)")
-    parser.add_argument("--sam2", help="SAM 2 / EdgeTAM video checkpoint: folder or Hub id "
-                        "(e.g. facebook/sam2.1-hiera-tiny); without it, the classical OpenCV tracker")
+    parser.add_argument(
+        "--mask", help="mask image of the region on that frame (any non-zero pixel is inside)"
+    )
+    parser.add_argument(
+        "--sam2",
+        help="SAM 2 / EdgeTAM video checkpoint: folder or Hub id "
+        "(e.g. facebook/sam2.1-hiera-tiny); without it, the classical OpenCV tracker",
+    )
     parser.add_argument("--device", default=None, help="cuda, cpu, ... for SAM 2 (default: best available)")
     parser.add_argument("--dtype", default=None, choices=["bf16", "fp16", "fp32"], help="SAM 2 weights dtype")
     parser.add_argument("--fps", type=float, default=None, help="process at most this many frames per second")
-    parser.add_argument("--max-frames", type=int, default=None, help="process at most this many frames, spread over the video")
+    parser.add_argument(
+        "--max-frames", type=int, default=None, help="process at most this many frames, spread over the video"
+    )
     parser.add_argument("--out", required=True, help="where to write the tracks (JSON)")
     parser.add_argument("--preview", help="also write the video with the region drawn on it here (.webm)")
     parser.set_defaults(run=run_track)
@@ -42,7 +51,9 @@ def _prompt(args: argparse.Namespace):
     from gar_app.segment.base import Prompt
 
     if not (args.box or args.points):
-        raise InputError("say which region to track: --box '[x1,y1,x2,y2]', --points '[[x,y]]' or --mask FILE")
+        raise InputError(
+            "say which region to track: --box '[x1,y1,x2,y2]', --points '[[x,y]]' or --mask FILE"
+        )
     points, labels, box = parse_prompt_options(args)
     return Prompt(points=points, labels=labels, box=box)
 
@@ -64,8 +75,12 @@ class _Progress:
         width = 30
         filled = width * done // max(1, total)
         end = "\n" if done >= total else ""
-        print(f"\r{self.what} [{'#' * filled}{'.' * (width - filled)}] {done}/{total} frames", end=end,
-              file=sys.stderr, flush=True)
+        print(
+            f"\r{self.what} [{'#' * filled}{'.' * (width - filled)}] {done}/{total} frames",
+            end=end,
+            file=sys.stderr,
+            flush=True,
+        )
 
 
 def run_track(args: argparse.Namespace) -> int:
@@ -90,27 +105,36 @@ def run_track(args: argparse.Namespace) -> int:
         raise InputError(f"--preview {args.preview}: the preview is a WebM video; name it something.webm")
     clip = open_video(args.video, args.fps, args.max_frames)
     info = clip.info
-    print(f"{info.name}: {info.width}x{info.height}, {info.frame_count} frames at {info.fps:.3g} fps; "
-          f"processing {len(clip)} of them", file=sys.stderr)
+    print(
+        f"{info.name}: {info.width}x{info.height}, {info.frame_count} frames at {info.fps:.3g} fps; "
+        f"processing {len(clip)} of them",
+        file=sys.stderr,
+    )
     position = clip.position_of(args.frame)
     if clip.indices[position] != args.frame:
         note = "past the end" if args.frame >= info.frame_count else "not among the processed frames"
-        print(f"frame {args.frame} is {note}; marking frame {clip.indices[position]}, the nearest one",
-              file=sys.stderr)
+        print(
+            f"frame {args.frame} is {note}; marking frame {clip.indices[position]}, the nearest one",
+            file=sys.stderr,
+        )
     mask = load_mask(args.mask, size=(info.width, info.height)) if args.mask else None
     tracker = load_tracker(args.sam2, args.device, args.dtype)
     print(f"tracking with {tracker.name}", file=sys.stderr, flush=True)
     if args.sam2 is None:
-        print("(the classical fallback: pass --sam2 facebook/sam2.1-hiera-tiny or a checkpoint folder for SAM 2)",
-              file=sys.stderr)
+        print(
+            "(the classical fallback: pass --sam2 facebook/sam2.1-hiera-tiny or a checkpoint folder for SAM 2)",
+            file=sys.stderr,
+        )
     tracks = VideoTracks(clip, tracker)
     tracks.add_region(position, mask=mask, prompt=prompt)
     tracks.propagate(progress=_Progress("tracking"))
     summary = export.track_summary(tracks_document(tracks))
     Path(args.out).write_text(json.dumps(summary) + "\n")
     present = sum(f["mask"] is not None for f in summary["regions"][0]["frames"])
-    print(f"{summary['regions'][0]['tag']} is in view on {present} of {len(clip)} frames; tracks written to {args.out}",
-          file=sys.stderr)
+    print(
+        f"{summary['regions'][0]['tag']} is in view on {present} of {len(clip)} frames; tracks written to {args.out}",
+        file=sys.stderr,
+    )
     if args.preview:
         from gar_app.tracking.preview import render_preview
 

@@ -22,8 +22,16 @@ def tracks_document(tracks: VideoTracks) -> export.VideoDocument:
     clip = tracks.clip
     info = clip.info
     fps = info.fps or None
-    source = export.VideoSource(info.name, info.width, info.height, fps, info.frame_count,
-                                export.file_sha256(clip.path), clip.fps_cap, clip.max_frames)
+    source = export.VideoSource(
+        info.name,
+        info.width,
+        info.height,
+        fps,
+        info.frame_count,
+        export.file_sha256(clip.path),
+        clip.fps_cap,
+        clip.max_frames,
+    )
 
     def at(position: int) -> tuple[int, float | None]:
         index = clip.indices[position]
@@ -34,7 +42,11 @@ def tracks_document(tracks: VideoTracks) -> export.VideoDocument:
         frames = [export.TrackFrame(*at(p), region.masks.get(p)) for p in range(len(clip))]
         keyframes = [export.TrackKeyframe(*at(p), k.source) for p, k in sorted(region.keyframes.items())]
         captions = [export.TrackCaption(*at(c.position), c.text) for c in region.captions]
-        regions.append(export.TrackData(region.index, region.colour, clip.indices[region.anchor], keyframes, frames, captions))
+        regions.append(
+            export.TrackData(
+                region.index, region.colour, clip.indices[region.anchor], keyframes, frames, captions
+            )
+        )
     return export.VideoDocument(source, len(clip), regions)
 
 
@@ -43,7 +55,9 @@ def open_clip(path: str | os.PathLike, document: export.VideoDocument) -> Clip:
     return Clip(path, document.video.fps_cap, document.video.max_frames)
 
 
-def restore_tracks(document: export.VideoDocument, clip: Clip, tracker: Tracker, limit: int | None = None) -> VideoTracks:
+def restore_tracks(
+    document: export.VideoDocument, clip: Clip, tracker: Tracker, limit: int | None = None
+) -> VideoTracks:
     """The document's regions on ``clip``, which must be the same file sampled the same way."""
     video = document.video
     if export.file_sha256(clip.path) != video.sha256:
@@ -57,7 +71,9 @@ def restore_tracks(document: export.VideoDocument, clip: Clip, tracker: Tracker,
     tracks = VideoTracks(clip, tracker, limit)
     for data in document.regions:
         if data.colour.upper() != region_colour(data.index).upper():
-            raise InputError(f"{data.tag} has colour {data.colour}, but this app draws it {region_colour(data.index)}")
+            raise InputError(
+                f"{data.tag} has colour {data.colour}, but this app draws it {region_colour(data.index)}"
+            )
         if limit is not None and data.index >= limit:
             raise InputError(f"{data.tag} is beyond this model's {limit} regions")
         position = {index: p for p, index in enumerate(clip.indices)}

@@ -85,15 +85,21 @@ class Sam2Tracker(Tracker):
 
     def _session(self, frames: Mapping, height: int, width: int):
         session = self.checkpoint.session_class(
-            video_height=height, video_width=width, inference_device=self.device,
-            inference_state_device=self.device, video_storage_device="cpu", dtype=self.dtype,
+            video_height=height,
+            video_width=width,
+            inference_device=self.device,
+            inference_state_device=self.device,
+            video_storage_device="cpu",
+            dtype=self.dtype,
         )
         session.processed_frames = frames
         return session
 
     def _masks(self, output, height: int, width: int) -> list[np.ndarray | None]:
         """Per object: its mask at the video's size, None when SAM 2 says it is not there."""
-        masks = self.processor.post_process_masks([output.pred_masks], original_sizes=[[height, width]], binarize=True)[0]
+        masks = self.processor.post_process_masks(
+            [output.pred_masks], original_sizes=[[height, width]], binarize=True
+        )[0]
         present = (output.object_score_logits.reshape(-1) > 0).tolist()
         out = []
         for mask, here in zip(masks[:, 0].cpu().numpy(), present, strict=True):
@@ -115,8 +121,11 @@ class Sam2Tracker(Tracker):
             points, labels = points + extra, labels + [1] * len(extra)
         session = self._session({0: preprocess(self.processor, frame).to(self.dtype)}, height, width)
         self.processor.add_inputs_to_inference_session(
-            session, frame_idx=0, obj_ids=1,
-            input_points=[[points]] if points else None, input_labels=[[labels]] if points else None,
+            session,
+            frame_idx=0,
+            obj_ids=1,
+            input_points=[[points]] if points else None,
+            input_labels=[[labels]] if points else None,
             input_boxes=[[box]] if box is not None else None,
         )
         with torch.inference_mode():
@@ -124,17 +133,23 @@ class Sam2Tracker(Tracker):
         if mask is not None and checked.lasso is not None:
             mask = mask & checked.lasso
         if mask is None or not mask.any():
-            raise InputError("SAM 2 found no object at these marks; click on the object or drag a box around it")
+            raise InputError(
+                "SAM 2 found no object at these marks; click on the object or drag a box around it"
+            )
         return mask
 
-    def track(self, clip: Clip, run: Run, masks: Mapping[int, np.ndarray]) -> Iterator[tuple[int, FrameMasks]]:
+    def track(
+        self, clip: Clip, run: Run, masks: Mapping[int, np.ndarray]
+    ) -> Iterator[tuple[int, FrameMasks]]:
         regions = list(masks)  # (transformers keeps and empties the list it is given: pass copies)
         height, width = clip.info.height, clip.info.width
         frames = LazyFrames(clip, self.processor, self.dtype, [run.start, *run.positions])
         self.session = session = self._session(frames, height, width)
         try:
             self.processor.add_inputs_to_inference_session(
-                session, frame_idx=run.start, obj_ids=list(regions),
+                session,
+                frame_idx=run.start,
+                obj_ids=list(regions),
                 input_masks=[np.ascontiguousarray(masks[r], bool) for r in regions],
             )
             with torch.inference_mode():

@@ -33,7 +33,9 @@ class Sam2Checkpoint:
         return "EdgeTAM" if self.model.config.model_type == "edgetam_video" else "SAM 2"
 
 
-def load_sam2(source: str | os.PathLike, device: str = "cpu", dtype: torch.dtype = torch.float32) -> Sam2Checkpoint:
+def load_sam2(
+    source: str | os.PathLike, device: str = "cpu", dtype: torch.dtype = torch.float32
+) -> Sam2Checkpoint:
     """The video model and processor from a checkpoint folder or Hub id, on ``device``."""
     import transformers
     from transformers import AutoConfig, Sam2VideoProcessor

@@ -137,29 +137,41 @@ class VideoTracks:
         return check_keyframe_mask(mask, self.clip)
 
     def add_region(
-        self, position: int, mask: np.ndarray | None = None, prompt: Prompt | None = None, index: int | None = None
+        self,
+        position: int,
+        mask: np.ndarray | None = None,
+        prompt: Prompt | None = None,
+        index: int | None = None,
     ) -> TrackedRegion:
         """A new region marked on the frame at ``position`` (lowest free index unless given)."""
         if index is None:
             if self.limit is not None and len(self.regions) >= self.limit:
-                raise InputError(f"at most {self.limit} regions with this model; remove one before adding another")
+                raise InputError(
+                    f"at most {self.limit} regions with this model; remove one before adding another"
+                )
             index = next(i for i in range(len(self.regions) + 1) if i not in self.regions)
         elif index in self.regions or index < 0 or (self.limit is not None and index >= self.limit):
-            raise InputError(f"cannot add {tag(index)}: the index must be free and within the model's regions")
+            raise InputError(
+                f"cannot add {tag(index)}: the index must be free and within the model's regions"
+            )
         array = self._mask_for(position, mask, prompt)
         region = TrackedRegion(index, anchor=position)
         self.regions[index] = region
         self._set_keyframe(region, position, array, prompt)
         return region
 
-    def mark(self, key: int | str, position: int, mask: np.ndarray | None = None, prompt: Prompt | None = None) -> list[Run]:
+    def mark(
+        self, key: int | str, position: int, mask: np.ndarray | None = None, prompt: Prompt | None = None
+    ) -> list[Run]:
         """Mark an existing region again on frame ``position`` (refinement); returns the runs
         that the next ``propagate`` will compute for it."""
         region = self.region(key)
         array = self._mask_for(position, mask, prompt)
         return self._set_keyframe(region, position, array, prompt)
 
-    def _set_keyframe(self, region: TrackedRegion, position: int, mask: np.ndarray, prompt: Prompt | None) -> list[Run]:
+    def _set_keyframe(
+        self, region: TrackedRegion, position: int, mask: np.ndarray, prompt: Prompt | None
+    ) -> list[Run]:
         region.keyframes[position] = Keyframe(position, "mask" if prompt is None else prompt.source, prompt)
         region.masks[position] = mask_to_rle(mask)
         runs = region.runs(position, len(self.clip))
@@ -195,7 +207,9 @@ class VideoTracks:
                     runs.setdefault(run, []).append(index)
         return runs
 
-    def propagate(self, progress: Progress | None = None, cancel: threading.Event | None = None) -> Propagation:
+    def propagate(
+        self, progress: Progress | None = None, cancel: threading.Event | None = None
+    ) -> Propagation:
         """Compute every pending run, frame by frame (see the module docstring for Cancel)."""
         if not self._lock.acquire(blocking=False):
             raise InputError("a propagation is already running for this video; wait for it or cancel it")
@@ -250,8 +264,13 @@ class VideoTracks:
             region = self.regions[index]
             keyframe = region.keyframes.get(position)
             caption = next((c.text for c in region.captions if c.position == position), "")
-            regions.add(mask, keyframe.source if keyframe else "mask", keyframe.prompt if keyframe else None,
-                        caption, index=index)
+            regions.add(
+                mask,
+                keyframe.source if keyframe else "mask",
+                keyframe.prompt if keyframe else None,
+                caption,
+                index=index,
+            )
         return regions
 
     def frame_image(self, position: int) -> Image.Image:

@@ -47,7 +47,9 @@ def background(width: int, height: int, seed: int = 0) -> np.ndarray:
 ORANGE, PURPLE = (0.95, 0.45, 0.15), (0.6, 0.2, 0.85)
 
 
-def sprite(size: int, seed: int = 1, colour: tuple[float, float, float] = ORANGE) -> tuple[np.ndarray, np.ndarray]:
+def sprite(
+    size: int, seed: int = 1, colour: tuple[float, float, float] = ORANGE
+) -> tuple[np.ndarray, np.ndarray]:
     """The shape at rest: a textured, lopsided blob (so a turn is visible) and its mask."""
     rng = np.random.default_rng(seed)
     texture = _noise_texture(rng, size, size, 6)
@@ -90,7 +92,9 @@ def wandering_path(frames: int, width: int, height: int, fps: float) -> list[Pos
     return poses
 
 
-def render(base: np.ndarray, shape_rgb: np.ndarray, shape_mask: np.ndarray, pose: Pose) -> tuple[np.ndarray, np.ndarray]:
+def render(
+    base: np.ndarray, shape_rgb: np.ndarray, shape_mask: np.ndarray, pose: Pose
+) -> tuple[np.ndarray, np.ndarray]:
     """One frame (RGB) and the shape's true mask on it (empty when the shape is outside).
 
     Only the shape's box is drawn into, so full-HD frames take milliseconds.
@@ -136,7 +140,12 @@ class SyntheticClip:
 
 
 def moving_shape_clip(
-    frames: int = 48, width: int = 192, height: int = 144, shape_size: int = 56, fps: float = 12.0, seed: int = 0,
+    frames: int = 48,
+    width: int = 192,
+    height: int = 144,
+    shape_size: int = 56,
+    fps: float = 12.0,
+    seed: int = 0,
     companion: bool = False,
 ) -> SyntheticClip:
     """A textured shape moving, turning and briefly leaving the frame over a textured background.
@@ -195,11 +204,33 @@ def write_mjpeg_avi(path: str | Path, jpegs: Sequence[bytes], width: int, height
     """
     count = len(jpegs)
     biggest = max(len(j) for j in jpegs)
-    avih = struct.pack("<14I", 1_000_000 // fps, biggest * fps, 0, 0x10, count, 0, 1, biggest, width, height, 0, 0, 0, 0)
-    strh = struct.pack("<4s4sIHHIIIIIIIIhhhh", b"vids", b"MJPG", 0, 0, 0, 0, 1, fps, 0, count, biggest, 0xFFFFFFFF, 0,
-                       0, 0, min(width, 32767), min(height, 32767))
+    avih = struct.pack(
+        "<14I", 1_000_000 // fps, biggest * fps, 0, 0x10, count, 0, 1, biggest, width, height, 0, 0, 0, 0
+    )
+    strh = struct.pack(
+        "<4s4sIHHIIIIIIIIhhhh",
+        b"vids",
+        b"MJPG",
+        0,
+        0,
+        0,
+        0,
+        1,
+        fps,
+        0,
+        count,
+        biggest,
+        0xFFFFFFFF,
+        0,
+        0,
+        0,
+        min(width, 32767),
+        min(height, 32767),
+    )
     strf = struct.pack("<IiiHH4sIiiII", 40, width, height, 1, 24, b"MJPG", width * height * 3, 0, 0, 0, 0)
-    header = _list(b"hdrl", _chunk(b"avih", avih) + _list(b"strl", _chunk(b"strh", strh) + _chunk(b"strf", strf)))
+    header = _list(
+        b"hdrl", _chunk(b"avih", avih) + _list(b"strl", _chunk(b"strh", strh) + _chunk(b"strf", strf))
+    )
     movi_body = b""
     index = b""
     for jpeg in jpegs:
@@ -209,5 +240,3 @@ def write_mjpeg_avi(path: str | Path, jpegs: Sequence[bytes], width: int, height
     path = Path(path)
     path.write_bytes(b"RIFF" + struct.pack("<I", len(body)) + body)
     return path
-
-

@@ -30,22 +30,41 @@ def tiny_config(size: str = "tiny"):
         raise InputError(f"unknown SAM 2 size {size!r}; use one of {', '.join(SIZES)}")
     side, width = _TINY_SIDE, 128  # the heads must be wider than the 64-channel memory
     backbone = Sam2HieraDetConfig(
-        hidden_size=16, num_attention_heads=1, image_size=[side, side], blocks_per_stage=[1, 1, 2, 1],
-        embed_dim_per_stage=[16, 32, 64, 128], num_attention_heads_per_stage=[1, 1, 2, 2],
-        window_size_per_stage=[4, 4, 4, 4], global_attention_blocks=[3],
+        hidden_size=16,
+        num_attention_heads=1,
+        image_size=[side, side],
+        blocks_per_stage=[1, 1, 2, 1],
+        embed_dim_per_stage=[16, 32, 64, 128],
+        num_attention_heads_per_stage=[1, 1, 2, 2],
+        window_size_per_stage=[4, 4, 4, 4],
+        global_attention_blocks=[3],
     )
     vision = Sam2VisionConfig(
-        backbone_config=backbone, backbone_channel_list=[128, 64, 32, 16],
-        backbone_feature_sizes=[[side // 4] * 2, [side // 8] * 2, [side // 16] * 2], fpn_hidden_size=width,
+        backbone_config=backbone,
+        backbone_channel_list=[128, 64, 32, 16],
+        backbone_feature_sizes=[[side // 4] * 2, [side // 8] * 2, [side // 16] * 2],
+        fpn_hidden_size=width,
     )
     return Sam2VideoConfig(
         vision_config=vision,
         prompt_encoder_config={"hidden_size": width, "image_size": side, "patch_size": 16},
-        mask_decoder_config={"hidden_size": width, "mlp_dim": 64, "num_attention_heads": 2, "iou_head_hidden_dim": width},
-        image_size=side, memory_attention_hidden_size=width, memory_attention_num_layers=1,
-        memory_attention_feed_forward_hidden_size=64, memory_attention_rope_feat_sizes=[side // 16] * 2,
-        memory_encoder_hidden_size=width, memory_encoder_output_channels=64, mask_downsampler_embed_dim=width,
-        memory_fuser_embed_dim=width, memory_fuser_intermediate_dim=64, memory_fuser_num_layers=1,
+        mask_decoder_config={
+            "hidden_size": width,
+            "mlp_dim": 64,
+            "num_attention_heads": 2,
+            "iou_head_hidden_dim": width,
+        },
+        image_size=side,
+        memory_attention_hidden_size=width,
+        memory_attention_num_layers=1,
+        memory_attention_feed_forward_hidden_size=64,
+        memory_attention_rope_feat_sizes=[side // 16] * 2,
+        memory_encoder_hidden_size=width,
+        memory_encoder_output_channels=64,
+        mask_downsampler_embed_dim=width,
+        memory_fuser_embed_dim=width,
+        memory_fuser_intermediate_dim=64,
+        memory_fuser_num_layers=1,
     )
 
 
@@ -56,7 +75,9 @@ def tiny_processor(size: str = "tiny"):
 
     side = 1024 if size == "hiera-tiny" else _TINY_SIDE
     return Sam2VideoProcessor(
-        image_processor=Sam2ImageProcessor(size={"height": side, "width": side}, mask_size={"height": side // 4, "width": side // 4}),
+        image_processor=Sam2ImageProcessor(
+            size={"height": side, "width": side}, mask_size={"height": side // 4, "width": side // 4}
+        ),
         video_processor=Sam2VideoVideoProcessor(size={"height": side, "width": side}),
         target_size=side,
     )
