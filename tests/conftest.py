@@ -132,7 +132,7 @@ def eval_cli(argv: list[str]) -> int:
     """``gar-app eval ...`` with errors raised (``gar_app.cli.main`` would print them as one line)."""
     import argparse
 
-    from gar_app.eval.cli import add_eval
+    from gar_app.cli.eval import add_eval
 
     parser = argparse.ArgumentParser(prog="gar-app")
     add_eval(parser.add_subparsers(dest="command", required=True))

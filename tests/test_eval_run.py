@@ -269,15 +269,8 @@ def test_cli_refuses_to_overwrite_the_annotations(tmp_path):
 
 @pytest.mark.slow
 def test_tiny_checkpoint_runs_the_whole_vqa_sample(tmp_path, capsys, request):
-    try:
-        from gar_app.model import load_gar  # noqa: F401
-        from gar_app.model.tiny import write_tiny_gar  # noqa: F401
-    except ImportError as error:
-        pytest.skip(f"gar_app.model (load_gar, tiny.write_tiny_gar) is not available yet: {error}")
-    try:
-        from gar_app.cli import main
-    except ImportError:  # the other commands are not written yet: the eval command alone
-        main = eval_cli
+    from gar_app.cli import main
+
     checkpoint = request.getfixturevalue("tiny_gar_dir")  # conftest: write_tiny_gar(..., max_num_tiles=4)
     supports = json.loads((Path(checkpoint) / "config.json").read_text())["prompt_numbers"]
     out = tmp_path / "preds.json"

@@ -113,7 +113,7 @@ def test_building_the_track_command_imports_nothing_heavy():
     from conftest import REPO
 
     code = (
-        "import argparse, sys; from gar_app.tracking.cli import add_track; "
+        "import argparse, sys; from gar_app.cli.track import add_track; "
         "add_track(argparse.ArgumentParser().add_subparsers()); "
         "print(sorted(m for m in ('cv2', 'torch', 'transformers', 'numpy') if m in sys.modules))"
     )

@@ -87,7 +87,7 @@ def run_batch(args: argparse.Namespace) -> int:
 
 
 def add_batch(commands: argparse._SubParsersAction) -> None:
-    from gar_app.commands import add_model_options
+    from gar_app.cli.options import add_model_options
 
     parser = commands.add_parser(
         "batch",

@@ -75,7 +75,7 @@ def run_serve(args: argparse.Namespace) -> int:
         raise InputError(
             f'gar-app serve needs FastAPI and uvicorn ({error}): pip install "gar-app[serve]"'
         ) from None
-    from gar_app.commands import load_model
+    from gar_app.cli.options import load_model
     from gar_app.segment import load_segmenter
     from gar_app.workspace import Services
 
@@ -89,7 +89,7 @@ def run_serve(args: argparse.Namespace) -> int:
 
 
 def add_serve(commands: argparse._SubParsersAction) -> None:
-    from gar_app.commands import add_model_options
+    from gar_app.cli.options import add_model_options
 
     parser = commands.add_parser(
         "serve",

@@ -46,7 +46,7 @@ def add_track(commands: argparse._SubParsersAction) -> None:
 
 
 def _prompt(args: argparse.Namespace):
-    from gar_app.commands import parse_prompt_options
+    from gar_app.cli.options import parse_prompt_options
     from gar_app.errors import InputError
     from gar_app.segment.base import Prompt
 

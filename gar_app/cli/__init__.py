@@ -3,7 +3,8 @@
 Every failure a user can cause (missing file, bad mask, unknown tag, bad option, offline
 hub) ends with one ``gar-app: error: ...`` line on stderr and exit code 2, never a traceback.
 
-Adding a sub-command: write ``add_<name>(commands)`` in the module that does the work and
+One module per sub-command in this package (``options.py`` holds what several share).
+Adding a sub-command: write ``add_<name>(commands)`` in ``gar_app/cli/<name>.py`` and
 list it in ``SUBCOMMANDS``. ``add_<name>`` only declares arguments and sets ``run=`` to a
 function; that function imports what the work needs (torch, transformers, gradio, cv2, the
 model) inside its body. The module itself imports nothing heavier than numpy and PIL at
@@ -22,13 +23,13 @@ from gar_app.errors import GarAppError
 
 # "module:function" of each sub-command's registration, in the order --help lists them.
 SUBCOMMANDS = (
-    "gar_app.commands:add_describe",
-    "gar_app.commands:add_ask",
-    "gar_app.commands:add_tiny",
-    "gar_app.eval.cli:add_eval",
-    "gar_app.tracking.cli:add_track",
-    "gar_app.serve.cli:add_serve",
-    "gar_app.batch.cli:add_batch",
+    "gar_app.cli.describe:add_describe",
+    "gar_app.cli.ask:add_ask",
+    "gar_app.cli.tiny:add_tiny",
+    "gar_app.cli.eval:add_eval",
+    "gar_app.cli.track:add_track",
+    "gar_app.cli.serve:add_serve",
+    "gar_app.cli.batch:add_batch",
 )
 
 

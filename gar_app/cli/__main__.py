@@ -1,0 +1,7 @@
+"""``python -m gar_app.cli`` is ``gar-app``."""
+
+import sys
+
+from gar_app.cli import main
+
+sys.exit(main())
