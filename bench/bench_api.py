@@ -29,9 +29,9 @@ sys.path.insert(0, str(REPO))
 
 from bench_model import demo_inputs  # noqa: E402
 
-from gar_app.export import mask_to_rle  # noqa: E402
 from gar_app.model import load_gar  # noqa: E402
 from gar_app.model.tiny import write_tiny_gar  # noqa: E402
+from gar_app.rle import mask_to_rle  # noqa: E402
 from gar_app.segment import GrabCutSegmenter  # noqa: E402
 from gar_app.serve.app import ApiOptions, create_server  # noqa: E402
 from gar_app.workspace import Services  # noqa: E402

@@ -15,7 +15,7 @@ from components.common import View, Wiring
 from components.session import Session
 from components.style import ink
 from components.text import escape
-from gar_app.model.generation import GenerationSettings
+from gar_app.model.settings import GenerationSettings
 from gar_app.regions import REGION_COLOURS
 from gar_app.tags import split_tags
 from gar_app.workspace import Services

@@ -12,8 +12,12 @@ import gradio as gr
 from components import tracking
 from components.common import View, Wiring, payload_path
 from components.session import Session
-from gar_app import export
 from gar_app.errors import InputError
+from gar_app.formats.document import from_dict, to_json
+from gar_app.formats.jsonio import parse_json
+from gar_app.formats.training import to_training_records
+from gar_app.formats.video_document import is_video_document, video_from_dict
+from gar_app.images import check_file_size
 
 
 @dataclass
@@ -57,9 +61,9 @@ def export_files(session: Session) -> str:
     folder = session.exports()
     stem = file_stem(document.image.name)
     saved = folder / f"{stem}.gar.json"
-    saved.write_text(export.to_json(document))
+    saved.write_text(to_json(document))
     training = folder / f"{stem}.train.json"
-    training.write_text(json.dumps(export.to_training_records(document), indent=1, ensure_ascii=False))
+    training.write_text(json.dumps(to_training_records(document), indent=1, ensure_ascii=False))
     session.export_paths = [str(saved), str(training)]
     ws.mark_saved()
     return f"Exported {len(document.regions)} region(s) and {len(document.dialogue)} turn(s)."
@@ -70,13 +74,13 @@ def import_file(session: Session, upload) -> str:
     path = payload_path(upload)
     if not path:
         raise InputError("no file was uploaded")
-    export.check_file_size(path, f"the file {Path(path).name}")
-    data = export.parse_json(Path(path).read_bytes())
-    if export.is_video_document(data):
-        return tracking.import_video(session, export.video_from_dict(data))
+    check_file_size(path, f"the file {Path(path).name}")
+    data = parse_json(Path(path).read_bytes())
+    if is_video_document(data):
+        return tracking.import_video(session, video_from_dict(data))
     ws = session.workspace
     ws.require_image()
-    ws.restore(export.from_dict(data))
+    ws.restore(from_dict(data))
     return f"Imported {len(ws.regions)} region(s) and {len(ws.conversation.turns)} turn(s)."
 
 

@@ -14,7 +14,7 @@ import gradio as gr
 
 from components.common import on_gpu
 from gar_app.errors import GarAppError
-from gar_app.model.generation import GenerationSettings
+from gar_app.model.settings import GenerationSettings
 from gar_app.serve.errors import ApiError
 from gar_app.serve.media import MediaReader
 from gar_app.serve.request import parse_region, resolve_regions

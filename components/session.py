@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from components.memory import give_back
+from gar_app.formats.document import VideoFrame
 from gar_app.workspace import Services, Workspace
 
 
@@ -25,7 +26,7 @@ class PendingImage:
 
     source: object
     name: str
-    video: object | None = None  # export.VideoFrame of a frame
+    video: VideoFrame | None = None  # of a frame
 
 
 @dataclass(eq=False)

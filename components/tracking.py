@@ -28,9 +28,10 @@ from pathlib import Path
 from PIL import Image
 
 from components.session import Session
-from gar_app import export
 from gar_app.errors import GarAppError, InputError
-from gar_app.export import mask_to_rle
+from gar_app.formats.document import VideoFrame
+from gar_app.formats.video_document import VideoDocument, video_to_json
+from gar_app.rle import mask_to_rle
 from gar_app.tracking.session import FrameCaption, Keyframe, VideoTracks
 from gar_app.workspace import Services
 
@@ -171,7 +172,7 @@ def show(session: Session, position: int) -> None:
     ws.set_image(
         tracks.frame_image(position),
         name=frame_name,
-        video=export.VideoFrame(tracking.name, index, clip.time(position)),
+        video=VideoFrame(tracking.name, index, clip.time(position)),
         regions=tracks.masks_at(position),
     )
     marking = ws.marking
@@ -348,7 +349,7 @@ def export_video(session: Session) -> str:
     tracks = tracking.tracks
     document = tracks_document(tracks)
     saved = session.exports() / f"{file_stem(tracking.name)}.tracks.gar.json"
-    saved.write_text(export.video_to_json(document))
+    saved.write_text(video_to_json(document))
     session.export_paths = [str(saved)]
     tracking.dirty = False
     pending = sum(len(run) for run in tracks.pending_runs())
@@ -358,7 +359,7 @@ def export_video(session: Session) -> str:
     return note
 
 
-def import_video(session: Session, document: export.VideoDocument) -> str:
+def import_video(session: Session, document: VideoDocument) -> str:
     """Import JSON of a video document: its tracks, on the same video opened for tracking."""
     from gar_app.tracking.document import open_clip, restore_tracks
 

@@ -16,8 +16,9 @@ from components.canvas import show_image
 from components.common import Wiring, payload_path
 from components.session import Session
 from components.tracking import DEFAULT_FPS_CAP, DEFAULT_MAX_FRAMES
-from gar_app import export, video
+from gar_app import video
 from gar_app.errors import InputError
+from gar_app.formats.document import VideoFrame
 
 EXAMPLES = sorted(
     str(p) for p in (Path(__file__).resolve().parents[1] / "assets" / "examples").glob("*.webm")
@@ -109,7 +110,7 @@ def use_frame(session: Session, upload, index) -> dict:
     orig = upload.get("video", {}).get("orig_name") if isinstance(upload, dict) else None
     name = orig or Path(path).name
     frame_name = f"{Path(name).stem}_frame{index:05d}.png"
-    show_image(session, frame, frame_name, export.VideoFrame(name, index, time_s))
+    show_image(session, frame, frame_name, VideoFrame(name, index, time_s))
     if session.pending_image is not None:
         note = f"Frame {index} is ready: answer the question above to open it."
     else:

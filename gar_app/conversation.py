@@ -1,6 +1,6 @@
 """The conversation about one image: its transcript, the masks it used, and the model's state.
 
-The transcript (``export.Turn``) is the one record of what was said; the model's
+The transcript (``Turn``) is the one record of what was said; the model's
 ``ChatSession`` is only its working state (image features, KV cache) and can be rebuilt
 from the transcript. Honesty rules, so a saved dialogue never means something else:
 
@@ -12,22 +12,45 @@ from the transcript. Honesty rules, so a saved dialogue never means something el
 - The tags in ``masks`` are reserved: a new region does not take them while this
   conversation exists (see ``Workspace.reserved``).
 - The export gives each user turn the masks it saw that differ from the exported regions
-  (``export.Turn.masks``).
+  (``Turn.masks``).
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
 
 import numpy as np
 from PIL import Image
 
-from gar_app import export
 from gar_app.errors import InputError
-from gar_app.model.generation import GenerationSettings
+from gar_app.model.settings import GenerationSettings
 from gar_app.regions import RegionSet
-from gar_app.tags import check_text, find_tags, parse_tag, tag
+from gar_app.rle import mask_to_rle, rle_to_mask
+from gar_app.tags import check_text, find_tags, parse_tag, tag, tags_in
+
+
+def utc_now() -> str:
+    """Now as ISO 8601 UTC with milliseconds, e.g. ``2025-06-01T12:00:00.123Z``."""
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@dataclass
+class Turn:
+    role: str  # "user" | "assistant"
+    text: str
+    time: str  # ISO 8601 UTC, see utc_now()
+    model: str | None = None  # model id that wrote an assistant turn
+    decoding: dict[str, Any] = field(default_factory=dict)  # e.g. {"do_sample": False, ...}
+    # tag -> COCO RLE of the mask a user turn saw, where that differs from the exported region
+    masks: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @property
+    def tags(self) -> list[str]:
+        return tags_in(self.text)
 
 
 class Conversation:
@@ -35,7 +58,7 @@ class Conversation:
 
     def __init__(self, services):
         self.services = services  # gar_app.workspace.Services
-        self.turns: list[export.Turn] = []
+        self.turns: list[Turn] = []
         self.masks: dict[int, np.ndarray] = {}  # region index -> the mask this conversation uses
         self.kept: set[int] = set()  # changed regions whose old masks the person chose to keep
         self.session = None  # gar_app.model.ChatSession, None until needed
@@ -132,8 +155,8 @@ class Conversation:
                 if not any(index in find_tags(t.text) for t in self.turns):
                     self.masks.pop(index, None)
             raise
-        self.turns.append(export.Turn("user", question, export.utc_now()))
-        answer = export.Turn("assistant", "", export.utc_now(), self.services.model_id, settings.to_dict())
+        self.turns.append(Turn("user", question, utc_now()))
+        answer = Turn("assistant", "", utc_now(), self.services.model_id, settings.to_dict())
         self.turns.append(answer)
         try:
             if first is not None:
@@ -143,32 +166,32 @@ class Conversation:
                 answer.text += piece
                 yield answer.text
         finally:
-            answer.time = export.utc_now()
+            answer.time = utc_now()
             self.services.keep_warm(session)
 
     # -- export and import ---------------------------------------------------------------
 
-    def exported_turns(self, regions: RegionSet) -> list[export.Turn]:
+    def exported_turns(self, regions: RegionSet) -> list[Turn]:
         """The transcript for an export: user turns about a changed region carry the mask they saw."""
         changed = set(self.changed(regions))
         turns = []
         for turn in self.turns:
             seen = {
-                tag(k): export.mask_to_rle(self.masks[k])
+                tag(k): mask_to_rle(self.masks[k])
                 for k in find_tags(turn.text)
                 if turn.role == "user" and k in changed
             }
-            turns.append(export.Turn(turn.role, turn.text, turn.time, turn.model, dict(turn.decoding), seen))
+            turns.append(Turn(turn.role, turn.text, turn.time, turn.model, dict(turn.decoding), seen))
         return turns
 
-    def restore(self, turns: list[export.Turn], regions: RegionSet) -> None:
+    def restore(self, turns: list[Turn], regions: RegionSet) -> None:
         """Take over an exported dialogue; masks come from its turns, else from the regions."""
         self.clear()
-        self.turns = [export.Turn(t.role, t.text, t.time, t.model, dict(t.decoding)) for t in turns]
+        self.turns = [Turn(t.role, t.text, t.time, t.model, dict(t.decoding)) for t in turns]
         masks: dict[int, np.ndarray] = {}
         for turn in turns:
             for name, rle in turn.masks.items():
-                masks.setdefault(parse_tag(name), export.rle_to_mask(rle))
+                masks.setdefault(parse_tag(name), rle_to_mask(rle))
         for turn in turns:
             for index in find_tags(turn.text) if turn.role == "user" else []:
                 if index not in masks and index in regions:
@@ -179,7 +202,7 @@ class Conversation:
         self.kept = set(self.changed(regions))  # the file already says which masks its turns saw
 
 
-def _exchanges(turns: list[export.Turn]) -> list[tuple[str, str]]:
+def _exchanges(turns: list[Turn]) -> list[tuple[str, str]]:
     return [
         (q.text, a.text)
         for q, a in zip(turns, turns[1:], strict=False)

@@ -20,12 +20,19 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image
 
-from gar_app import export
 from gar_app.conversation import Conversation
 from gar_app.errors import InputError
+from gar_app.formats.document import (
+    AnnotationDocument,
+    ExportedRegion,
+    ImageInfo,
+    VideoFrame,
+    check_image,
+    image_info,
+)
 from gar_app.images import load_image, load_mask
 from gar_app.marking import Marking
-from gar_app.model.generation import GenerationSettings
+from gar_app.model.settings import GenerationSettings
 from gar_app.regions import Region, RegionSet
 from gar_app.segment.base import Prompt, Segmenter
 from gar_app.tags import find_tags
@@ -106,8 +113,8 @@ class Workspace:
     def __init__(self, services: Services):
         self.services = services
         self.image: Image.Image | None = None
-        self.info: export.ImageInfo | None = None
-        self.video: export.VideoFrame | None = None
+        self.info: ImageInfo | None = None
+        self.video: VideoFrame | None = None
         self.marking: Marking | None = None
         self.conversation = Conversation(services)
         self.stop = threading.Event()
@@ -119,13 +126,13 @@ class Workspace:
         self,
         source,
         name: str | None = None,
-        video: export.VideoFrame | None = None,
+        video: VideoFrame | None = None,
         regions: Mapping[int, np.ndarray] | None = None,
     ) -> None:
         """Start over on a new image or video frame, optionally with regions already on it
         (``regions[k]`` becomes ``<Promptk>``, e.g. masks tracked from an earlier frame)."""
         image = load_image(source)
-        info = export.image_info(image, name=name or "image")
+        info = image_info(image, name=name or "image")
         marking = Marking(self._segmenter_for(image), image.size, self.services.prompt_numbers, self.reserved)
         for index, mask in sorted((regions or {}).items()):
             marking.add_region(load_mask(mask, size=image.size), index=index)
@@ -216,7 +223,7 @@ class Workspace:
 
     # -- export --------------------------------------------------------------------------
 
-    def document(self) -> export.AnnotationDocument:
+    def document(self) -> AnnotationDocument:
         if self.info is None:
             raise InputError("nothing to export yet: load an image and mark a region")
         regions = []
@@ -226,7 +233,7 @@ class Workspace:
             if isinstance(scribble, np.ndarray):
                 scribble = _stroke_points(scribble)
             regions.append(
-                export.ExportedRegion(
+                ExportedRegion(
                     index=region.index,
                     colour=region.colour.lower(),
                     source=region.source,
@@ -239,12 +246,12 @@ class Workspace:
                 )
             )
         dialogue = self.conversation.exported_turns(self.regions)
-        return export.AnnotationDocument(self.info, regions, dialogue, self.video)
+        return AnnotationDocument(self.info, regions, dialogue, self.video)
 
-    def restore(self, document: export.AnnotationDocument) -> None:
+    def restore(self, document: AnnotationDocument) -> None:
         """Bring back an exported session on the image it was made on."""
         image = self.require_image()
-        export.check_image(document.image, self.info, image)
+        check_image(document.image, self.info, image)
         marking = Marking(self._segmenter_for(image), image.size, self.services.prompt_numbers, self.reserved)
         for item in document.regions:
             prompt = None

@@ -79,7 +79,7 @@ def image_part(array_or_url) -> dict:
 
 
 def rle_part(index: int, mask: np.ndarray) -> dict:
-    from gar_app.export import mask_to_rle
+    from gar_app.rle import mask_to_rle
 
     return {"type": "region", "tag": f"<Prompt{index}>", "mask": mask_to_rle(mask)}
 

@@ -18,7 +18,8 @@ from conftest import REPO, RunningApp
 from gradio_client import handle_file
 from PIL import Image, ImageDraw
 
-from gar_app import export
+from gar_app.formats.document import AnnotationDocument, from_json, to_json
+from gar_app.rle import rle_to_mask
 
 GREEDY = "Greedy (as in the paper)"
 CAT = str(REPO / "assets" / "examples" / "cat.jpg")
@@ -38,10 +39,10 @@ def export_paths(client) -> list[str]:
     return [f["path"] if isinstance(f, dict) else f for f in files]
 
 
-def exported(client) -> export.AnnotationDocument:
+def exported(client) -> AnnotationDocument:
     session_file, training_file = export_paths(client)
     json.loads(Path(training_file).read_text())  # the training format is valid JSON too
-    return export.from_json(Path(session_file).read_text())
+    return from_json(Path(session_file).read_text())
 
 
 def png_mask(part: dict) -> np.ndarray:
@@ -92,7 +93,7 @@ def test_whole_flow_image_marks_describe_chat_export_import(gar_app_server):
     fresh.predict(handle_file(CAT), api_name="/load_image")
     fresh.predict(handle_file(str(saved)), api_name="/import")
     restored = exported(fresh)
-    assert export.to_json(restored) == export.to_json(document)
+    assert to_json(restored) == to_json(document)
 
 
 def test_the_canvas_gets_the_picture_once_and_only_the_masks_that_changed(gar_app_server):
@@ -250,7 +251,7 @@ def test_deleting_a_region_the_chat_used_asks_and_the_export_keeps_its_mask(gar_
     result = client.predict(400, 250, 560, 380, api_name="/box")
     assert [r["tag"] for r in result[ROWS]] == ["<Prompt0>", "<Prompt2>"], "<Prompt1> is not reused"
     document = exported(client)
-    assert np.array_equal(export.rle_to_mask(document.dialogue[0].masks["<Prompt1>"]), old)
+    assert np.array_equal(rle_to_mask(document.dialogue[0].masks["<Prompt1>"]), old)
 
     client.predict(api_name="/undo")  # the new region
     client.predict(api_name="/undo")  # the deletion: the old mask is back, nothing is out of date

@@ -35,7 +35,8 @@ from browser import (
 )
 from PIL import Image
 
-from gar_app import export
+from gar_app.formats.document import from_json
+from gar_app.rle import rle_to_mask
 
 pytestmark = [pytest.mark.browser]
 __all__ = ["browser", "page"]  # fixtures from tests/browser.py
@@ -303,10 +304,10 @@ def test_deleting_a_region_the_chat_used_asks_and_the_export_keeps_its_mask(page
         link.click()
     target = tmp_path / "session.json"
     download.value.save_as(target)
-    document = export.from_json(target.read_text())
+    document = from_json(target.read_text())
     assert [r.tag for r in document.regions] == ["<Prompt0>", "<Prompt2>"]
     assert document.dialogue[0].text == "Compare <Prompt0> and <Prompt1>."
-    assert np.array_equal(export.rle_to_mask(document.dialogue[0].masks["<Prompt1>"]), old)
+    assert np.array_equal(rle_to_mask(document.dialogue[0].masks["<Prompt1>"]), old)
     assert json.loads(target.read_text())["dialogue"][0]["masks"]["<Prompt1>"]["size"] == [400, 600]
 
 

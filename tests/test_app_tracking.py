@@ -21,7 +21,7 @@ from PIL import Image
 from test_app import shown
 from tracking_helpers import SlowTracker, tracking_session
 
-from gar_app import export
+from gar_app.formats.video_document import video_from_json
 from gar_app.images import mask_box
 from gar_app.tracking.synthetic import moving_shape_clip, write_clip, write_mjpeg_avi
 
@@ -209,7 +209,7 @@ def test_export_then_import_restores_the_tracks_bit_for_bit(gar_app_server, clip
         for f in (files["value"] if isinstance(files, dict) else files)
     ]
     text = Path(saved).read_text()
-    document = export.video_from_json(text)
+    document = video_from_json(text)
     assert document.video.name == name and len(document.regions[0].captions) == 2
     assert [(k.index, k.source) for k in document.regions[0].keyframes] == [(0, "box")]
 

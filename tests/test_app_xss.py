@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from browser import ARTIFACTS, after, browser, click_at, load, page, unique_copy
 
-from gar_app import export
+from gar_app.conversation import Turn
+from gar_app.formats.document import AnnotationDocument, ExportedRegion, ImageInfo, pixels_sha256, to_json
 from gar_app.images import load_image
 from gar_app.regions import region_colour
 
@@ -27,20 +28,20 @@ PAYLOADS = [
 NOTHING_RAN = "window.__xss === undefined && !document.querySelector('#gar-chat img, .gar-regions img, #gar-notice img')"
 
 
-def document_for(path, name: str = "cat.jpg") -> export.AnnotationDocument:
+def document_for(path, name: str = "cat.jpg") -> AnnotationDocument:
     """Regions captioned with the payloads and a dialogue made of them, for the image at ``path``."""
     image = load_image(path)
-    info = export.ImageInfo(name, image.width, image.height, export.pixels_sha256(image), "pixels")
+    info = ImageInfo(name, image.width, image.height, pixels_sha256(image), "pixels")
     regions = []
     for index, caption in enumerate(PAYLOADS[:5]):
         mask = np.zeros((image.height, image.width), bool)
         mask[20 + 50 * index : 60 + 50 * index, 30:120] = True
-        regions.append(export.ExportedRegion(index, region_colour(index).lower(), "mask", mask, caption))
+        regions.append(ExportedRegion(index, region_colour(index).lower(), "mask", mask, caption))
     dialogue = []
     for question, answer in zip(PAYLOADS, PAYLOADS[1:] + PAYLOADS[:1], strict=True):
-        dialogue.append(export.Turn("user", f"<Prompt0> {question}", "2025-06-01T12:00:00Z"))
-        dialogue.append(export.Turn("assistant", answer, "2025-06-01T12:00:01Z", "tiny", {}))
-    return export.AnnotationDocument(info, regions, dialogue)
+        dialogue.append(Turn("user", f"<Prompt0> {question}", "2025-06-01T12:00:00Z"))
+        dialogue.append(Turn("assistant", answer, "2025-06-01T12:00:01Z", "tiny", {}))
+    return AnnotationDocument(info, regions, dialogue)
 
 
 def rows(page) -> list[str]:
@@ -57,7 +58,7 @@ def test_imported_captions_and_dialogue_are_shown_as_written(page, tmp_path):
     cat = unique_copy("cat.jpg", tmp_path)
     load(page, cat)
     saved = tmp_path / "payloads.gar.json"
-    saved.write_text(export.to_json(document_for(cat)))
+    saved.write_text(to_json(document_for(cat)))
     after(page, lambda: page.locator("input[type=file][accept*='.json']").set_input_files(str(saved)))
     page.wait_for_function("document.querySelectorAll('.gar-region-row').length === 5")
     assert rows(page) == PAYLOADS[:5]
@@ -102,7 +103,7 @@ def test_file_names_in_the_status_line_and_notices_are_shown_as_written(page, tm
 
     foreign = tmp_path / "foreign.gar.json"
     document = document_for(unique_copy("coffee.jpg", tmp_path), name=PAYLOADS[3] + PAYLOADS[0])
-    foreign.write_text(export.to_json(document))
+    foreign.write_text(to_json(document))
     page.locator("input[type=file][accept*='.json']").set_input_files(str(foreign))
     notice = page.locator("#gar-notice .gar-notice")
     notice.wait_for()

@@ -13,25 +13,22 @@ from conftest import shared_data
 from PIL import Image
 from pycocotools import mask as mask_utils
 
+from gar_app.conversation import Turn, utc_now
 from gar_app.errors import InputError
-from gar_app.export import (
-    FORMAT,
+from gar_app.formats import FORMAT
+from gar_app.formats.document import (
     AnnotationDocument,
     ExportedRegion,
     ImageInfo,
-    Turn,
     VideoFrame,
-    _counts_from_text,
     check_image,
     from_json,
     image_info,
-    mask_to_rle,
     read_document,
-    rle_to_mask,
     to_json,
-    to_training_records,
-    utc_now,
 )
+from gar_app.formats.training import to_training_records
+from gar_app.rle import _counts_from_text, mask_to_rle, rle_to_mask
 from gar_app.tags import tags_in
 
 

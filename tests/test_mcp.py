@@ -10,8 +10,8 @@ import pytest
 from api_helpers import RectangleSegmenter, box_mask, data_url, noise_image, png_bytes
 from conftest import REPO, free_port
 
-from gar_app.export import mask_to_rle
 from gar_app.model import GenerationSettings
+from gar_app.rle import mask_to_rle
 from gar_app.workspace import Services
 
 IMAGE = noise_image(4)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from gar_app import export
+from gar_app.conversation import Turn, utc_now
 from gar_app.errors import InputError
 from gar_app.regions import RegionSet
 from gar_app.tags import check_text, find_tags, lookalikes, parse_tag, renumber, split_tags, tag, tags_in
@@ -65,5 +65,5 @@ def test_lookalikes_are_text_in_regions_and_exports():
     regions.add(mask)
     regions.add(mask)
     assert "<Prompt1>" in regions and "<Prompt01>" not in regions
-    turn = export.Turn("user", "Is <Prompt01> like <Prompt1>?", export.utc_now())
+    turn = Turn("user", "Is <Prompt01> like <Prompt1>?", utc_now())
     assert turn.tags == ["<Prompt1>"]

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from gar_app.cli import main
-from gar_app.export import rle_to_mask
+from gar_app.rle import rle_to_mask
 
 
 def track(capsys, *argv: str) -> tuple[int, str]:

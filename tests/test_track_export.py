@@ -9,8 +9,15 @@ import cv2
 import numpy as np
 import pytest
 
-from gar_app import export
 from gar_app.errors import InputError
+from gar_app.formats.video_document import (
+    is_video_document,
+    track_summary,
+    video_from_dict,
+    video_from_json,
+    video_to_dict,
+    video_to_json,
+)
 from gar_app.regions import hex_to_rgb, region_colour
 from gar_app.tracking.classical import ClassicalTracker
 from gar_app.tracking.describe import describe_over_time, frame_chat, spread
@@ -38,10 +45,10 @@ def tracked(shape_clip):
 
 def test_export_then_import_is_bit_identical(tracked, shape_clip):
     tracks, _ = tracked
-    text = export.video_to_json(tracks_document(tracks))
-    document = export.video_from_json(text)
+    text = video_to_json(tracks_document(tracks))
+    document = video_from_json(text)
     restored = restore_tracks(document, open_clip(shape_clip[0], document), ClassicalTracker())
-    assert export.video_to_json(tracks_document(restored)) == text
+    assert video_to_json(tracks_document(restored)) == text
     for original, again in zip(tracks, restored, strict=True):
         assert (again.index, again.anchor, again.captions) == (
             original.index,
@@ -61,8 +68,8 @@ def test_export_then_import_is_bit_identical(tracked, shape_clip):
 
 def test_document_form(tracked):
     tracks, _ = tracked
-    data = export.video_to_dict(tracks_document(tracks))
-    assert data["format"] == "gar-app/1" and export.is_video_document(data)
+    data = video_to_dict(tracks_document(tracks))
+    assert data["format"] == "gar-app/1" and is_video_document(data)
     video = data["video"]
     assert (video["name"], video["width"], video["height"], video["fps"]) == ("shapes.mp4", 192, 144, 12.0)
     assert (video["frames"], video["frame_count"], video["sampling"]) == (
@@ -80,7 +87,7 @@ def test_document_form(tracked):
         "time": 0.5,
         "text": 'a purple blob, "striped" — ünïcode',
     }
-    summary = export.track_summary(tracks_document(tracks))
+    summary = track_summary(tracks_document(tracks))
     assert set(summary) == {"video", "regions"} and set(summary["video"]) == {
         "name",
         "width",
@@ -120,25 +127,25 @@ def _broken(data: dict, change) -> dict:
 )
 def test_import_refuses_broken_documents(tracked, change, message):
     tracks, _ = tracked
-    data = export.video_to_dict(tracks_document(tracks))
+    data = video_to_dict(tracks_document(tracks))
     with pytest.raises(InputError, match=message):
-        export.video_from_dict(_broken(data, change))
+        video_from_dict(_broken(data, change))
 
 
 def test_a_keyframe_on_a_frame_without_mask_is_refused(tracked):
     tracks, _ = tracked
-    data = export.video_to_dict(tracks_document(tracks))
+    data = video_to_dict(tracks_document(tracks))
 
     def blank_keyframe(d):
         d["regions"][0]["frames"][4]["mask"] = None  # frame 8, the anchor
 
     with pytest.raises(InputError, match="has no mask"):
-        export.video_from_dict(_broken(data, blank_keyframe))
+        video_from_dict(_broken(data, blank_keyframe))
 
 
 def test_import_checks_the_video_and_its_sampling(tracked, shape_clip, tmp_path):
     tracks, synthetic = tracked
-    document = export.video_from_json(export.video_to_json(tracks_document(tracks)))
+    document = video_from_json(video_to_json(tracks_document(tracks)))
     with pytest.raises(InputError, match="open the video with the document's sampling"):
         restore_tracks(document, Clip(shape_clip[0]), ClassicalTracker())
     other = write_clip(tmp_path / "other.mp4", synthetic.frames[::-1], synthetic.fps)
@@ -204,4 +211,4 @@ def test_preview_clip_plays_back_with_the_overlays(tracked, tmp_path):
 
 def test_video_documents_are_json(tracked):
     tracks, _ = tracked
-    json.loads(export.video_to_json(tracks_document(tracks)))
+    json.loads(video_to_json(tracks_document(tracks)))

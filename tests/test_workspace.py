@@ -8,9 +8,11 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from gar_app import export
 from gar_app.errors import InputError
+from gar_app.formats.document import VideoFrame, from_dict, from_json, image_info, to_dict, to_json
+from gar_app.formats.training import to_training_records
 from gar_app.model import GenerationSettings
+from gar_app.rle import rle_to_mask
 from gar_app.segment import GrabCutSegmenter
 from gar_app.workspace import ANNOTATION_MODE, Services, Workspace
 
@@ -57,9 +59,7 @@ def test_an_image_can_come_with_regions(ws):
     tracked = {0: np.zeros((100, 160), bool), 3: np.zeros((100, 160), bool)}
     tracked[0][20:40, 20:40] = True
     tracked[3][50:70, 100:140] = True
-    ws.set_image(
-        scene(), name="clip_frame00012.png", video=export.VideoFrame("clip.webm", 12, 0.5), regions=tracked
-    )
+    ws.set_image(scene(), name="clip_frame00012.png", video=VideoFrame("clip.webm", 12, 0.5), regions=tracked)
     assert ws.regions.tags == ["<Prompt0>", "<Prompt3>"]
     assert np.array_equal(ws.regions[3].mask, tracked[3]) and not ws.marking.can_undo
     assert ws.document().video.frame_index == 12
@@ -121,12 +121,12 @@ def test_editing_a_region_the_conversation_used_is_flagged_and_refused_until_dec
     ask(ws, "And <Prompt0>?")  # regions that did not change can still be asked about
     ws.conversation.keep_old_masks(ws.regions)
     assert ws.conversation.conflicts(ws.regions) == [] and ws.conversation.changed(ws.regions) == [1]
-    document = export.from_json(export.to_json(ws.document()))
+    document = from_json(to_json(ws.document()))
     first = document.dialogue[0]
     assert list(first.masks) == ["<Prompt1>"]
-    assert np.array_equal(export.rle_to_mask(first.masks["<Prompt1>"]), old)
+    assert np.array_equal(rle_to_mask(first.masks["<Prompt1>"]), old)
     assert not document.dialogue[2].masks, "a turn about <Prompt0> only saw the exported mask"
-    assert export.to_training_records(document)[0]["conversations"][0]["value"].endswith("And <Prompt0>?")
+    assert to_training_records(document)[0]["conversations"][0]["value"].endswith("And <Prompt0>?")
     ws.marking.undo()  # the edit taken back: nothing is out of date any more
     assert ws.conversation.changed(ws.regions) == []
 
@@ -143,7 +143,7 @@ def test_a_deleted_region_keeps_its_tag_for_the_conversation(two_regions):
     )
     document = ws.document()
     assert [r.tag for r in document.regions] == ["<Prompt0>", "<Prompt2>"]
-    assert np.array_equal(export.rle_to_mask(document.dialogue[0].masks["<Prompt1>"]), old)
+    assert np.array_equal(rle_to_mask(document.dialogue[0].masks["<Prompt1>"]), old)
     ws.new_conversation()
     ws.marking.new_region()
     assert ws.marking.add_point(125, 50).tag == "<Prompt1>", "a new conversation frees the tag"
@@ -173,12 +173,12 @@ def test_export_and_restore_bit_identical_and_the_chat_continues(two_regions, ti
     ws = two_regions
     ws.marking.set_caption(0, "a red disc")
     ask(ws, "Compare <Prompt0> and <Prompt1>.")
-    text = export.to_json(ws.document())
+    text = to_json(ws.document())
 
     other = Workspace(Services(segmenter=GrabCutSegmenter(), gar=tiny_gar))
     other.set_image(scene(), name="scene.png")
-    other.restore(export.from_json(text))
-    assert export.to_json(other.document()) == text
+    other.restore(from_json(text))
+    assert to_json(other.document()) == text
     for a, b in zip(ws.regions, other.regions, strict=True):
         assert np.array_equal(a.mask, b.mask) and a.tag == b.tag and a.caption == b.caption
     assert not other.unsaved and not other.marking.can_undo
@@ -191,9 +191,9 @@ def test_an_imported_dialogue_about_a_missing_region_cannot_go_on(ws, tiny_gar):
     ws.marking.new_region()
     ws.marking.add_point(120, 45)
     ask(ws, "Compare <Prompt0> and <Prompt1>.")
-    data = export.to_dict(ws.document())
+    data = to_dict(ws.document())
     data["regions"] = data["regions"][:1]  # an old file: the region is gone and the turn has no mask
-    ws.restore(export.from_dict(data))
+    ws.restore(from_dict(data))
     with pytest.raises(InputError, match="cannot be continued"):
         ask(ws, "What is <Prompt0>?")
     ws.new_conversation()
@@ -225,7 +225,7 @@ def test_restore_checks_a_document_that_names_its_image_by_file(ws, tmp_path):
     ws.marking.add_point(45, 50)
     document = ws.document()
     scene().save(tmp_path / "scene.png")
-    document.image = export.image_info(tmp_path / "scene.png")
+    document.image = image_info(tmp_path / "scene.png")
     assert document.image.sha256_of == "file"
     ws.set_image(Image.new("RGB", (160, 100), (0, 0, 0)), name="black.png")
     with pytest.raises(InputError, match="this file annotates scene.png .*open scene.png itself"):
@@ -282,9 +282,9 @@ def test_masks_a_file_gives_its_turns_are_checked(two_regions):
     ws = two_regions
     ask(ws, "Compare <Prompt0> and <Prompt1>.")
     ws.marking.delete(1)
-    data = export.to_dict(ws.document())
+    data = to_dict(ws.document())
     good = data["dialogue"][0]["masks"]["<Prompt1>"]
-    assert export.from_dict(copy.deepcopy(data)).dialogue[0].masks == {"<Prompt1>": good}
+    assert from_dict(copy.deepcopy(data)).dialogue[0].masks == {"<Prompt1>": good}
     for masks, problem in [
         ({"<Prompt3>": good}, "names '<Prompt3>', which is not a tag its text mentions"),
         ({"<Prompt01>": good}, "not a tag its text mentions"),
@@ -298,4 +298,4 @@ def test_masks_a_file_gives_its_turns_are_checked(two_regions):
         bad = copy.deepcopy(data)
         bad["dialogue"][0]["masks"] = masks
         with pytest.raises(InputError, match=problem):
-            export.from_dict(bad)
+            from_dict(bad)

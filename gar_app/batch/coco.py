@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from gar_app.errors import InputError
-from gar_app.export import rle_to_mask
+from gar_app.rle import rle_to_mask
 from gar_app.tags import check_text, tag
 
 REGIONS_PLACEHOLDER = "{regions}"

@@ -49,7 +49,7 @@ def print_json(args: argparse.Namespace, text: str, masks: Mapping[int, np.ndarr
 def settings_from(args: argparse.Namespace):
     """Decoding settings from the options; --logprobs only makes sense in the JSON document."""
     from gar_app.model import GenerationSettings
-    from gar_app.model.generation import MAX_LOGPROBS
+    from gar_app.model.settings import MAX_LOGPROBS
 
     if args.logprobs is not None:
         if not args.json:

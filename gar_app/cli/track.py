@@ -86,8 +86,8 @@ class _Progress:
 def run_track(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from gar_app import export
     from gar_app.errors import InputError
+    from gar_app.formats.video_document import track_summary
     from gar_app.images import load_mask
     from gar_app.tracking import load_tracker, open_video
     from gar_app.tracking.document import tracks_document
@@ -128,7 +128,7 @@ def run_track(args: argparse.Namespace) -> int:
     tracks = VideoTracks(clip, tracker)
     tracks.add_region(position, mask=mask, prompt=prompt)
     tracks.propagate(progress=_Progress("tracking"))
-    summary = export.track_summary(tracks_document(tracks))
+    summary = track_summary(tracks_document(tracks))
     Path(args.out).write_text(json.dumps(summary) + "\n")
     present = sum(f["mask"] is not None for f in summary["regions"][0]["frames"])
     print(

@@ -24,8 +24,8 @@ from PIL import Image
 from tqdm import tqdm
 
 from gar_app.errors import InputError
-from gar_app.export import rle_to_mask
 from gar_app.images import load_image
+from gar_app.rle import rle_to_mask
 from gar_app.tags import find_tags, tag
 
 Item = dict[str, Any]

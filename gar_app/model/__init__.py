@@ -13,15 +13,15 @@ DEFAULT_MODEL = "HaochenWang/GAR-1B"
 
 if TYPE_CHECKING:
     from gar_app.model.configuration import GarConfig
-    from gar_app.model.generation import GenerationSettings
     from gar_app.model.loading import Gar, load_gar
     from gar_app.model.modeling import GarForConditionalGeneration
     from gar_app.model.processing import GarProcessor, multiple_choice_question
     from gar_app.model.session import ChatSession, Turn
+    from gar_app.model.settings import GenerationSettings
 
 _LAZY = {
     "GarConfig": "configuration",
-    "GenerationSettings": "generation",
+    "GenerationSettings": "settings",
     "Gar": "loading",
     "load_gar": "loading",
     "GarForConditionalGeneration": "modeling",

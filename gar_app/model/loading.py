@@ -27,10 +27,10 @@ from gar_app.images import load_image
 from gar_app.model import DEFAULT_MODEL
 from gar_app.model.configuration import GarConfig
 from gar_app.model.decoding import StaticDecoder, resolve_decode
-from gar_app.model.generation import GenerationSettings
 from gar_app.model.modeling import GarForConditionalGeneration
 from gar_app.model.processing import SINGLE_REGION_INDEX, GarProcessor
 from gar_app.model.session import ChatSession
+from gar_app.model.settings import GenerationSettings
 
 _HUB_FILES = ["*.json", "*.safetensors", "*.jinja", "*.model", "*.txt"]
 

@@ -21,7 +21,7 @@ from transformers import DynamicCache
 
 from gar_app.errors import InputError
 from gar_app.images import load_mask
-from gar_app.model.generation import GenerationSettings, TextStream, TokenChooser, TokenLogprob, token_logprob
+from gar_app.model.generation import TextStream, TokenChooser, TokenLogprob, token_logprob
 from gar_app.model.processing import (
     DESCRIBE_INSTRUCTION,
     describe_prompt,
@@ -29,6 +29,7 @@ from gar_app.model.processing import (
     normalised_box,
     question_prompt,
 )
+from gar_app.model.settings import GenerationSettings
 from gar_app.tags import check_text, tag
 
 if TYPE_CHECKING:

@@ -24,8 +24,8 @@ import numpy as np
 from PIL import Image
 
 from gar_app.errors import InputError
-from gar_app.export import rle_to_mask
-from gar_app.model.generation import MAX_LOGPROBS, GenerationSettings
+from gar_app.model.settings import MAX_LOGPROBS, GenerationSettings
+from gar_app.rle import rle_to_mask
 from gar_app.segment.base import Prompt, check_prompt
 from gar_app.serve.errors import ApiError, bad_request
 from gar_app.serve.media import MediaReader

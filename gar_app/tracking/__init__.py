@@ -15,7 +15,7 @@ The API a UI calls (all in the library, no Gradio):
     tracks.masks_at(25); tracks.presence(0); tracks.render(25)   # scrubbing and the timeline
     frame_chat(gar, tracks, 25).ask("What is <Prompt0> doing?")  # GAR sees that frame
     list(describe_over_time(gar, tracks, 0, count=4))            # captions pinned to frames
-    export.video_to_json(tracks_document(tracks))                # and restore_tracks(...) back
+    video_to_json(tracks_document(tracks))                       # and restore_tracks(...) back
     render_preview(tracks, "preview.webm")
 
 ``load_tracker`` imports torch only for SAM 2; the fallback needs OpenCV alone.

@@ -31,8 +31,8 @@ import numpy as np
 from PIL import Image
 
 from gar_app.errors import InputError
-from gar_app.export import mask_to_rle, rle_to_mask
 from gar_app.regions import RegionSet, region_colour
+from gar_app.rle import mask_to_rle, rle_to_mask
 from gar_app.segment.base import Prompt
 from gar_app.tags import parse_tag, tag
 from gar_app.tracking.base import Run, Tracker, check_keyframe_mask
