@@ -10,6 +10,7 @@ import sqlite3
 import stat
 import subprocess
 import sys
+import threading
 
 import numpy as np
 import pytest
@@ -278,6 +279,10 @@ def test_a_read_only_store_is_said_at_once_and_nothing_is_pretended(tmp_path, fo
         status = gar_app("project", "status", str(folder), prefix=prefix)
         assert status.returncode == 2 and "Traceback" not in status.stderr
         assert status.stderr.startswith("gar-app: error: cannot write the project store")
+        _writable(store)
+        _read_only(store / STORE_FILE)  # the folder takes SQLite's side files, the store does not
+        result = _child_open(folder, prefix=prefix)
+        assert result["kind"] == "StoreWriteError" and "readonly" in result["error"], result
     finally:
         _writable(store)
     assert (store / STORE_FILE).read_bytes() == before
@@ -318,24 +323,29 @@ while True:
 
 
 def test_a_killed_process_leaves_the_last_committed_save(folder):
+    """Killed at a random moment of a save, three times: each time the store holds the last
+    save whole (its caption and its number of regions agree with its version)."""
     open_project(folder).close()
-    child = python(SAVE_FOREVER, str(folder), stdout=subprocess.PIPE)
-    try:
-        last = 0
-        for line in child.stdout:
-            last = int(line)
-            if last >= 25:
-                break
-        child.send_signal(signal.SIGKILL)
-        child.wait(timeout=30)
-    finally:
-        child.kill()
-    with open_project(folder) as project:
-        stored = project.store.load("a.png")
-        version = stored.entry.version
-        assert version in (last, last + 1)  # it may have committed one more before the kill reached it
-        assert [r.caption for r in stored.document.regions] == [f"save {version}"] * ((version - 1) % 3 + 1)
-        assert project.store._db().execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    rng = np.random.default_rng(0)
+    for _ in range(3):
+        child = python(SAVE_FOREVER, str(folder), stdout=subprocess.PIPE)
+        try:
+            assert child.stdout.readline()  # saving
+            threading.Event().wait(rng.uniform(0.05, 0.3))
+            child.send_signal(signal.SIGKILL)
+            child.wait(timeout=30)
+            printed = [int(line) for line in child.stdout.read().split()]  # what it said was saved
+        finally:
+            child.kill()
+            child.stdout.close()
+        with open_project(folder) as project:
+            stored = project.store.load("a.png")
+            version = stored.entry.version
+            assert printed and version in (printed[-1], printed[-1] + 1)  # one more may have committed
+            assert [r.caption for r in stored.document.regions] == [f"save {version}"] * (
+                (version - 1) % 3 + 1
+            )
+            assert project.store._db().execute("PRAGMA integrity_check").fetchone() == ("ok",)
 
 
 WRITER = """
