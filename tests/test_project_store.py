@@ -190,10 +190,9 @@ def test_a_damaged_store_names_its_file_and_how_to_recover(folder):
 
     data[4096:] = np.random.default_rng(0).integers(0, 256, len(data) - 4096, dtype=np.uint8).tobytes()
     file.write_bytes(data)  # the first page is fine, the tables behind it are noise
-    with pytest.raises(DamagedStoreError) as damaged:
-        with open_project(folder) as project:
-            project.store.counts()
-            list(project.store.documents())
+    with pytest.raises(DamagedStoreError) as damaged, open_project(folder) as project:
+        project.store.counts()
+        list(project.store.documents())
     message = str(damaged.value)
     assert str(file) in message and "rename it to project.sqlite.damaged" in message and "\n" not in message
 
