@@ -70,13 +70,14 @@ def caption_kept(source: CaptionSource | None) -> bool:
 
 
 def read_caption_source(data: Any, where: str) -> CaptionSource:
-    """A region's ``caption_source`` object, checked; problems name ``where``."""
+    """A region's ``caption_source`` object, checked; problems name ``where``. Only ``by``
+    is required (and ``model`` when a model wrote it), so other tools can write it by hand."""
     if not isinstance(data, dict):
         raise bad(f"{where} must be an object")
     by = get(data, "by", "str", where)
     if by not in KINDS:
         raise bad(f"{where}.by must be 'model' or 'person', not {by!r}")
-    model = get(data, "model", "str", where, optional=True)
+    model = get(data, "model", "str", where, optional=True) if "model" in data else None
     if by == "model" and not model:
         raise bad(f"{where} says a model wrote the caption but names no model")
     flags = {}

@@ -1,8 +1,8 @@
 """A Hugging Face ``datasets`` folder of regions: one row per region, for training or the Hub.
 
 Columns: ``file_name`` (the image's path in the project), ``image`` (the image file's own
-bytes; re-encoded as PNG only when EXIF says to rotate it, so the pixels are the ones the
-mask was drawn on), ``mask`` (a 1-bit PNG: ``numpy.array(row["mask"])`` is the boolean
+bytes; ``datasets`` applies its EXIF rotation when decoding, as the app does, so the pixels
+are the ones the mask was drawn on), ``mask`` (a 1-bit PNG: ``numpy.array(row["mask"])`` is the boolean
 mask), ``tag``, ``caption`` and ``caption_source`` (the provenance object as JSON text, or
 null). ``datasets.load_from_disk(folder)`` reads it. An image with several regions is stored
 once per region (rows stand alone).

@@ -20,8 +20,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from PIL import Image
-
 from gar_app.errors import GarAppError, InputError
 from gar_app.formats.document import AnnotationDocument, ExportedRegion, to_json
 from gar_app.formats.video_document import VideoDocument, video_to_json
@@ -121,21 +119,6 @@ def export_training(project: Project, out: Path) -> ExchangeReport:
     return report
 
 
-def _image_bytes(file: Path) -> bytes:
-    """The file's bytes, or a PNG of the picture the app sees when EXIF rotates or flips it."""
-    import io
-
-    with Image.open(file) as image:
-        orientation = image.getexif().get(0x0112)
-    if orientation in (None, 1):
-        return file.read_bytes()
-    from gar_app.images import load_image
-
-    buffer = io.BytesIO()
-    load_image(file).save(buffer, "PNG")
-    return buffer.getvalue()
-
-
 def export_hf(project: Project, out: Path) -> ExchangeReport:
     from gar_app.formats.hf import region_row, write_hf_dataset
 
@@ -145,7 +128,7 @@ def export_hf(project: Project, out: Path) -> ExchangeReport:
         for entry, document in project_images(project, report):
             if document is None or not document.regions:
                 continue
-            data = _image_bytes(project.file(entry.path))
+            data = project.file(entry.path).read_bytes()  # datasets turns it upright (EXIF) as the app does
             report.images += 1
             for region in document.regions:
                 if region.area == 0:
