@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
 
 import numpy as np
 import pytest
 from api_helpers import noise_image
 from PIL import Image
-from project_helpers import annotate, box, gar_app, make_images, region
+from project_helpers import annotate, box, gar_app, make_images, python, region
 
 from gar_app.formats.caption_source import CaptionSource
 from gar_app.formats.document import from_json
@@ -258,3 +259,12 @@ def test_mistakes_end_in_one_line(tmp_path, argv, message):
     result = gar_app("project", *(a.format(dir=tmp_path) for a in argv))
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.count("\n") == 1 and message in result.stderr
+
+
+def test_without_datasets_the_hf_export_says_how_to_get_it(tmp_path, folder):
+    hidden = "import sys; sys.modules['datasets'] = None; from gar_app.cli import main; sys.exit(main(sys.argv[1:]))"
+    argv = ["project", "export", str(folder), "--format", "hf", "--out", str(tmp_path / "d")]
+    child = python(hidden, *argv, stderr=subprocess.PIPE)
+    _, err = child.communicate(timeout=120)
+    assert child.returncode == 2 and err.count("\n") == 1
+    assert "needs the datasets package: pip install 'gar-app[hf]'" in err and not (tmp_path / "d").exists()

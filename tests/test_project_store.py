@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import sqlite3
 import stat
@@ -17,8 +18,9 @@ import pytest
 from project_helpers import OWNER, annotate, box, gar_app, make_images, python, region, without_root_powers
 
 from gar_app.conversation import Turn
+from gar_app.errors import InputError
 from gar_app.formats.caption_source import CaptionSource
-from gar_app.formats.document import AnnotationDocument, ExportedRegion, to_json
+from gar_app.formats.document import AnnotationDocument, ExportedRegion, ImageInfo, to_json
 from gar_app.project import (
     ConflictError,
     DamagedStoreError,
@@ -402,3 +404,68 @@ def test_two_processes_share_one_store(folder):
     with open_project(folder) as project:
         assert project.store.load("b.png").document.regions[0].caption == "second server 0"
         assert [project.store.entry(p).version for p in ("a.png", "b.png", "sub/c.png")] == [40, 1, 40]
+
+
+def test_a_videos_tracks_are_stored_and_come_back_exactly(tmp_path):
+    from conftest import EXAMPLES
+
+    from gar_app.formats.video_document import (
+        TrackCaption,
+        TrackData,
+        TrackFrame,
+        TrackKeyframe,
+        VideoDocument,
+        VideoSource,
+        video_to_json,
+    )
+
+    root = tmp_path / "clips"
+    root.mkdir()
+    shutil.copy(EXAMPLES / "photo_tour.webm", root / "tour.webm")
+    with open_project(root) as project:
+        opened = project.open_video("tour.webm")
+        assert opened.document is None and (opened.entry.width, opened.entry.height) == (320, 240)
+        mask = mask_to_rle(box((240, 320), 10, 100, 20, 200))
+        track = TrackData(
+            0,
+            "#ff0000",
+            0,
+            [TrackKeyframe(0, 0.0, "box")],
+            [TrackFrame(0, 0.0, mask), TrackFrame(4, 0.5, None)],
+            [TrackCaption(0, 0.0, "a gallery wall")],
+        )
+        source = VideoSource("tour.webm", 320, 240, 8.0, 36, opened.sha256, fps_cap=2.0)
+        document = VideoDocument(source, 2, [track])
+        assert project.store.save_document("tour.webm", document, 0, OWNER) == 1
+        image_info = ImageInfo("tour.webm", W, H, opened.sha256, "file")
+        with pytest.raises(InputError, match="is a video file; it cannot take an image.s annotations"):
+            project.store.save_document("tour.webm", _full_document(image_info), 1, OWNER)
+    with open_project(root) as project:
+        again = project.open_video("tour.webm")
+        assert video_to_json(again.document) == video_to_json(document)
+        assert (again.entry.regions, again.entry.captioned, project.store.counts().videos) == (1, 1, 1)
+
+
+def test_threads_of_one_server_share_the_store(folder):
+    """The app saves from many request threads and describe-all's own: each gets its own
+    connection, and no save is lost or refused for being concurrent."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with open_project(folder) as project:
+        opened = {path: project.open_image(path) for path in ("a.png", "b.png", "sub/c.png")}
+
+        def save_many(path: str) -> int:
+            version = 0
+            for k in range(15):
+                regions = [region(0, box((H, W), 0, 4, 0, 4), f"{path} {k}")]
+                version = project.store.save_document(
+                    path, AnnotationDocument(opened[path].info, regions), version, path
+                )
+                project.store.counts()
+            return version
+
+        with ThreadPoolExecutor(3) as pool:
+            assert list(pool.map(save_many, opened)) == [15, 15, 15]
+        assert [project.store.load(p).document.regions[0].caption for p in opened] == [
+            f"{p} 14" for p in opened
+        ]

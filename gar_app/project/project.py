@@ -29,7 +29,7 @@ from gar_app.images import load_image
 from gar_app.project.media import make_thumbnail, probe
 from gar_app.project.scan import ScanReport, scan
 from gar_app.project.sqlite import SqliteStore
-from gar_app.project.store import FileEntry, ProjectStore
+from gar_app.project.store import FileEntry, Probe, ProjectStore
 
 STORE_FOLDER = ".gar-project"
 THUMBNAILS = "thumbnails"
@@ -91,11 +91,10 @@ class Project:
         done = 0
         for kind in ("image", "video"):
             while paths := self.store.unprobed(kind, batch):
-                for path in paths:
-                    self.store.record_probe(path, *probe(self.file(path), kind))
-                    done += 1
-                    if progress is not None:
-                        progress(done)
+                self.store.record_probes([Probe(path, *probe(self.file(path), kind)) for path in paths])
+                done += len(paths)
+                if progress is not None:
+                    progress(done)
         return done
 
     def _entry(self, path: str, kind: str) -> FileEntry:
@@ -118,7 +117,7 @@ class Project:
         try:
             image = load_image(file)
         except InputError as error:
-            self.store.record_probe(path, None, None, str(error))
+            self.store.record_probes([Probe(path, None, None, str(error))])
             raise
         sha = file_sha256(file)
         self.store.record_hash(path, sha, image.width, image.height)
@@ -135,7 +134,7 @@ class Project:
         file = self.file(path)
         width, height, problem = probe(file, "video")
         if problem is not None:
-            self.store.record_probe(path, None, None, problem)
+            self.store.record_probes([Probe(path, None, None, problem)])
             raise InputError(problem)
         sha = file_sha256(file)
         self.store.record_hash(path, sha, width, height)  # type: ignore[arg-type]
@@ -164,10 +163,10 @@ class Project:
         try:
             width, height = make_thumbnail(self.file(path), entry.kind, target, edge)
         except InputError as error:
-            self.store.record_probe(path, None, None, str(error))
+            self.store.record_probes([Probe(path, None, None, str(error))])
             return None
         if (entry.width, entry.height) != (width, height) or entry.problem:
-            self.store.record_probe(path, width, height, None)
+            self.store.record_probes([Probe(path, width, height, None)])
         return target
 
     def clear_thumbnails(self) -> None:

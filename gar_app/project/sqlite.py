@@ -51,6 +51,7 @@ from gar_app.project.store import (
     KnownFile,
     LockedError,
     NewerStoreError,
+    Probe,
     RegionToDescribe,
     Stored,
     StoreError,
@@ -351,15 +352,15 @@ class SqliteStore:
     def known_files(self, folder: str) -> dict[str, KnownFile]:
         with self._read() as db:
             rows = db.execute(
-                "SELECT f.path, f.size, f.mtime_ns, f.sha256, d.sha256, f.missing, "
+                "SELECT f.path, f.size, f.mtime_ns, d.sha256, f.missing, "
                 "d.file_id IS NOT NULL OR f.status != 'new' "
                 "FROM files f LEFT JOIN documents d ON d.file_id = f.id WHERE f.folder = ?",
                 (folder,),
             ).fetchall()
         known = {}
-        for path, size, mtime_ns, sha, annotated_sha, missing, keep in rows:
+        for path, size, mtime_ns, annotated_sha, missing, keep in rows:
             name = path.rpartition("/")[2]
-            known[name] = KnownFile(name, size, mtime_ns, sha, annotated_sha, bool(missing), bool(keep))
+            known[name] = KnownFile(name, size, mtime_ns, annotated_sha, bool(missing), bool(keep))
         return known
 
     def apply_changes(self, changes: list[FileChange]) -> None:
@@ -396,14 +397,15 @@ class SqliteStore:
                     ),
                 )
 
-    def record_probe(self, path: str, width: int | None, height: int | None, problem: str | None) -> None:
+    def record_probes(self, probes: list[Probe]) -> None:
+        """What reading the files found (one transaction for the lot)."""
         with self._write() as db:
-            db.execute(
+            db.executemany(
                 "UPDATE files SET width = ?, height = ?, problem = ? WHERE path = ?",
-                (width, height, problem, path),
+                [(p.width, p.height, p.problem, p.path) for p in probes],
             )
 
-    def record_hash(self, path: str, sha256: str, width: int, height: int) -> FileEntry:
+    def record_hash(self, path: str, sha256: str, width: int, height: int) -> None:
         """The file as just read: its hash and size; ``changed`` when its annotations were
         made on other bytes."""
         with self._write() as db:
@@ -414,7 +416,6 @@ class SqliteStore:
                 "UPDATE files SET sha256 = ?, width = ?, height = ?, problem = NULL, changed = ? WHERE id = ?",
                 (sha256, width, height, int(changed), file_id),
             )
-        return self.entry(path)  # type: ignore[return-value]
 
     def unprobed(self, kind: str, limit: int) -> list[str]:
         with self._read() as db:
@@ -568,7 +569,8 @@ class SqliteStore:
             row = self._file(db, path)
             file_id, file_kind, _, _, _, file_sha, status = row[:7]
             if file_kind != kind:
-                raise InputError(f"{path} is a {file_kind} file; it cannot take a {kind} document")
+                what = "an image's" if kind == "image" else "a video's"
+                raise InputError(f"{path} is a {file_kind} file; it cannot take {what} annotations")
             self._check_lease(db, file_id, path, owner)
             self._check_version(row, path, expected_version)
             if sha != file_sha:

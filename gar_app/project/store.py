@@ -182,7 +182,6 @@ class KnownFile:
     name: str  # within its folder
     size: int
     mtime_ns: int
-    sha256: str | None
     annotated_sha256: str | None  # the file hash its annotations were made on; None: none
     missing: bool
     keep: bool  # has annotations or a status: kept (as missing) when the file goes
@@ -200,6 +199,16 @@ class FileChange:
     changed: bool = False  # other bytes than the annotated file
     problem: str | None = None
     gone: bool = False  # the file is no longer there
+
+
+@dataclass(frozen=True)
+class Probe:
+    """A file's size as read from it, or why it cannot be used (then width and height are None)."""
+
+    path: str
+    width: int | None
+    height: int | None
+    problem: str | None
 
 
 @dataclass(frozen=True)
@@ -225,8 +234,8 @@ class ProjectStore(Protocol):
     def folders(self) -> set[str]: ...
     def known_files(self, folder: str) -> dict[str, KnownFile]: ...
     def apply_changes(self, changes: list[FileChange]) -> None: ...
-    def record_probe(self, path: str, width: int | None, height: int | None, problem: str | None) -> None: ...
-    def record_hash(self, path: str, sha256: str, width: int, height: int) -> FileEntry: ...
+    def record_probes(self, probes: list[Probe]) -> None: ...
+    def record_hash(self, path: str, sha256: str, width: int, height: int) -> None: ...
     def unprobed(self, kind: str, limit: int) -> list[str]: ...
 
     # reading
