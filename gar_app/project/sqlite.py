@@ -200,6 +200,8 @@ class SqliteStore:
             )
         if "IOERR" in name or "I/O" in text:
             return StoreWriteError(f"the disk failed reading or writing the project store {where} ({text})")
+        if not ("CORRUPT" in name or "NOTADB" in name or "malformed" in text or "not a database" in text):
+            return StoreError(f"the project store {where} failed: {text}")
         return DamagedStoreError(
             f"the project store {where} is damaged ({text}); move it aside (rename it to "
             f"{self.file.name}.damaged) and open the project again to start a new, empty store, or put "
