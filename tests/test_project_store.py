@@ -132,6 +132,7 @@ def test_a_lease_keeps_other_owners_out_until_released_expired_or_its_process_is
         dead = f"tab on {socket.gethostname()} pid {gone.stdout.strip()}"
         store.release("a.png", "tab three")
         store.acquire("a.png", dead, seconds=600)
+        assert store.entry("a.png").lease_owner is None  # the gallery shows nobody editing it
         store.acquire("a.png", "tab four")  # its process is gone: no need to wait 10 minutes
 
 
@@ -469,3 +470,28 @@ def test_threads_of_one_server_share_the_store(folder):
         assert [project.store.load(p).document.regions[0].caption for p in opened] == [
             f"{p} 14" for p in opened
         ]
+
+
+def test_the_sqlite_store_is_exactly_the_interface():
+    """Everything the app may call is in ``ProjectStore``, with the same signature, so another
+    database can take SQLite's place by implementing that one interface."""
+    import inspect
+
+    from gar_app.project import ProjectStore
+    from gar_app.project.sqlite import SqliteStore
+
+    wanted = {
+        name
+        for name in vars(ProjectStore)
+        if not name.startswith("_") and callable(getattr(ProjectStore, name))
+    }
+    offered = {
+        name
+        for name in vars(SqliteStore)
+        if not name.startswith("_") and callable(getattr(SqliteStore, name))
+    }
+    assert wanted == offered
+    for name in wanted:
+        assert inspect.signature(getattr(SqliteStore, name)) == inspect.signature(
+            getattr(ProjectStore, name)
+        ), name

@@ -19,6 +19,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -128,7 +129,8 @@ class DescribeAll:
             raise
         finally:
             self._opened = ("", None)
-            self._save(progress, seconds=0)
+            with suppress(LockedError):  # another process took the job over: its state wins
+                self._save(progress, seconds=0)
             if report is not None:
                 report(progress)
         return progress

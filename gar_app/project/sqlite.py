@@ -125,6 +125,8 @@ ENTRY_FROM = "files f LEFT JOIN leases l ON l.file_id = f.id AND l.expires > ?"
 def _entry(row: tuple) -> FileEntry:
     values = list(row)
     values[8], values[9] = bool(values[8]), bool(values[9])  # missing, changed
+    if values[16] is not None and owner_gone(values[16]):
+        values[16] = None  # a lease left by a process that died here holds nothing
     return FileEntry(*values)
 
 
