@@ -186,3 +186,48 @@ def test_gar_app_project_describe(folder, tiny_gar, tiny_gar_dir):
     assert (
         again.returncode == 0 and "nothing to describe" in again.stderr and "loading GAR" not in again.stderr
     )
+
+
+@pytest.mark.slow
+def test_ctrl_c_on_the_command_line_keeps_whole_captions_and_says_so(folder, tiny_gar, tiny_gar_dir):
+    longer = GenerationSettings(max_new_tokens=96)
+    argv = [
+        "project",
+        "describe",
+        str(folder),
+        "--model",
+        str(tiny_gar_dir),
+        "--device",
+        "cpu",
+        "--dtype",
+        "fp32",
+    ]
+    child = python(
+        "import sys; from gar_app.cli import main; sys.exit(main(sys.argv[1:]))",
+        *argv,
+        "--max-new-tokens",
+        str(longer.max_new_tokens),
+        stderr=subprocess.PIPE,
+    )
+    try:
+        with open_project(folder) as project:
+            wait_until(
+                lambda: project.store.count_to_describe() <= 3 or child.poll() is not None, "a caption"
+            )
+            child.send_signal(signal.SIGINT)  # Ctrl+C, most likely in the middle of the next caption
+            _, err = child.communicate(timeout=120)
+            assert child.returncode == 130 and err.rstrip().endswith("gar-app: interrupted"), err
+            assert "Traceback" not in err
+            assert DescribeAll.unfinished(project.store)["state"] == "interrupted"
+            for (path, index), (caption, _) in _captions(project).items():
+                if (path, index) in TODO and caption:  # each saved caption is a whole one
+                    image = project.open_image(path).image
+                    mask = {
+                        "img0.png": _mask(0),
+                        "img1.png": _mask(3),
+                        "img2.png": _mask(5 if index == 0 else 7),
+                    }
+                    assert caption == tiny_gar.describe(image, mask[path], longer).strip()
+    finally:
+        child.kill()
+        child.stderr.close()
