@@ -12,8 +12,8 @@ from gar_app.errors import CheckpointError
 from gar_app.segment.base import Prompt
 from gar_app.tracking import load_tracker
 from gar_app.tracking.sam2 import LazyFrames, Sam2Tracker
-from gar_app.tracking.session import VideoTracks
 from gar_app.tracking.synthetic import moving_shape_clip, write_clip
+from gar_app.tracking.tracks import VideoTracks
 from gar_app.video import Clip
 
 FRAMES = 8
