@@ -33,20 +33,24 @@ class Copier(Tracker):
 
 
 class SlowTracker:
-    """The classical tracker at 0.2 s a frame, so a Cancel lands in the middle of a propagation."""
+    """The classical tracker at ``seconds`` a frame (0.2: a Cancel lands in the middle of a
+    propagation), noting when each frame is done (``done_at[n]``: the n-th frame, 1-based)."""
 
-    def __init__(self):
+    def __init__(self, seconds: float = 0.2):
         from gar_app.tracking.classical import ClassicalTracker
 
         self.inner = ClassicalTracker()
+        self.seconds = seconds
         self.name = "slow tracker"
+        self.done_at: list[float] = [-1.0]  # (none at 0)
 
     def segment(self, frame, prompt):
         return self.inner.segment(frame, prompt)
 
     def track(self, clip, run, masks):
         for step in self.inner.track(clip, run, masks):
-            time.sleep(0.2)
+            time.sleep(self.seconds)
+            self.done_at.append(time.monotonic())
             yield step
 
 
