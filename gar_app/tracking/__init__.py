@@ -17,6 +17,7 @@ The API a UI calls (all in the library, no Gradio):
     list(describe_over_time(gar, tracks, 0, count=4))            # captions pinned to frames
     video_to_json(tracks_document(tracks))                       # and restore_tracks(...) back
     render_preview(tracks, "preview.webm")
+    VideoWorkspace.open(workspace, "clip.mp4", "clip.mp4")       # a video on an image Workspace (the app)
 
 ``load_tracker`` imports torch only for SAM 2; the fallback needs OpenCV alone.
 """
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
     from gar_app.tracking.sam2 import Sam2Tracker
     from gar_app.tracking.tiny import write_tiny_sam2
     from gar_app.tracking.tracks import FrameCaption, Propagation, TrackedRegion, VideoTracks
+    from gar_app.tracking.video_workspace import VideoWorkspace
     from gar_app.video import Clip
 
 _LAZY = {
@@ -53,6 +55,7 @@ _LAZY = {
     "Propagation": "tracks",
     "TrackedRegion": "tracks",
     "VideoTracks": "tracks",
+    "VideoWorkspace": "video_workspace",
     "write_tiny_sam2": "tiny",
 }
 
@@ -65,6 +68,7 @@ __all__ = [
     "TrackedRegion",
     "Tracker",
     "VideoTracks",
+    "VideoWorkspace",
     "describe_over_time",
     "frame_chat",
     "load_tracker",
