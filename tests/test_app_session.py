@@ -73,11 +73,9 @@ def test_an_idle_api_session_is_freed_with_its_model_state_and_files(short_lived
     client.predict(api_name="/export")
     session = next(s for s in sessions(short_lived.demo) if s.workspace.conversation.turns)
     exports = session._exports
-    assert (
-        exports is not None and any(exports.iterdir()) and session.workspace.conversation.session is not None
-    )
+    assert exports is not None and any(exports.iterdir()) and session.workspace.conversation.chat is not None
     wait_until(lambda: session.workspace.image is None, what="the idle session to be freed")
-    assert session.workspace.conversation.session is None and session.workspace.marking is None
+    assert session.workspace.conversation.chat is None and session.workspace.marking is None
     assert not exports.exists(), "its export files are gone"
     assert session not in sessions(short_lived.demo)
 

@@ -91,9 +91,9 @@ def test_a_caption_fills_in_while_it_streams(ws):
 def test_follow_ups_continue_one_conversation(two_regions):
     ws = two_regions
     ask(ws, "How is <Prompt0> placed next to <Prompt1>?")
-    session = ws.conversation.session
+    chat = ws.conversation.chat
     ask(ws, "And <Prompt1>?")
-    assert ws.conversation.session is session and len(session.turns) == 4
+    assert ws.conversation.chat is chat and len(chat.turns) == 4
     assert [t.role for t in ws.conversation.turns] == ["user", "assistant"] * 2
     assert ws.conversation.turns[1].model == ws.services.model_id
     assert ws.conversation.turns[1].decoding["max_new_tokens"] == 6
@@ -106,7 +106,7 @@ def test_new_conversation_forgets_every_turn(two_regions):
     ws.new_conversation()
     again = ask(ws, "What is <Prompt0>?")
     assert again == first, "a fresh conversation answers as the first one did"
-    assert len(ws.conversation.session.turns) == 2 and len(ws.conversation.turns) == 2
+    assert len(ws.conversation.chat.turns) == 2 and len(ws.conversation.turns) == 2
 
 
 def test_editing_a_region_the_conversation_used_is_flagged_and_refused_until_decided(two_regions):
@@ -183,7 +183,7 @@ def test_export_and_restore_bit_identical_and_the_chat_continues(two_regions, ti
         assert np.array_equal(a.mask, b.mask) and a.tag == b.tag and a.caption == b.caption
     assert not other.unsaved and not other.marking.can_undo
     ask(other, "And <Prompt0>?")
-    assert len(other.conversation.session.turns) == 4, "the imported exchange is part of the model's context"
+    assert len(other.conversation.chat.turns) == 4, "the imported exchange is part of the model's context"
 
 
 def test_an_imported_dialogue_about_a_missing_region_cannot_go_on(ws, tiny_gar):
@@ -255,9 +255,9 @@ def test_only_the_most_recent_conversations_keep_their_cache(tiny_gar):
         ws.set_image(scene(), name="scene.png")
         ws.marking.add_point(45, 50)
         ask(ws, "What is <Prompt0>?")
-    assert [ws.conversation.session.holds_cache for ws in people] == [False, True, True]
+    assert [ws.conversation.chat.holds_cache for ws in people] == [False, True, True]
     ask(people[0], "And again <Prompt0>?")  # recomputed, then kept
-    assert [ws.conversation.session.holds_cache for ws in people] == [True, False, True]
+    assert [ws.conversation.chat.holds_cache for ws in people] == [True, False, True]
 
 
 def test_the_segmenter_gets_each_image_once(tiny_gar):
