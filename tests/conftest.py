@@ -140,14 +140,6 @@ def eval_cli(argv: list[str]) -> int:
     return args.run(args)
 
 
-def garbench_items(split: str = "vqa") -> list[dict]:
-    """Items of the shared GARBench sample (vqa / simple / detailed), skipping when absent."""
-    import json
-
-    path = shared_data("garbench", f"{split}_sample.json")
-    return json.loads(path.read_text())
-
-
 def decode_rles(item: dict):
     """The item's region masks as boolean arrays, decoded with pycocotools directly."""
     import numpy as np
