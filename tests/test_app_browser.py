@@ -38,7 +38,7 @@ from PIL import Image
 from gar_app.formats.document import from_json
 from gar_app.rle import rle_to_mask
 
-pytestmark = [pytest.mark.browser]
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
 __all__ = ["browser", "page"]  # fixtures from tests/browser.py
 
 

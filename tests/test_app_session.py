@@ -94,6 +94,7 @@ def test_exports_replace_the_previous_ones(gar_app_server):
 
 
 @pytest.mark.browser
+@pytest.mark.slow
 def test_closing_the_tab_frees_its_session(gar_app_server, tmp_path):
     ARTIFACTS.mkdir(exist_ok=True)
     with sync_api().sync_playwright() as playwright:
@@ -249,6 +250,7 @@ def reset_peak(pid: int) -> None:
 
 
 @linux_only
+@pytest.mark.slow  # starts the app in its own process
 def test_a_huge_image_or_video_is_refused_by_the_app_without_decoding_it(app_process, tmp_path):
     """The issue's cases through the running app: a 15000x15000 PNG (675 MB decoded) and a video
     of 16000x16000 frames (768 MB a frame) are refused with a notice that names the size, and

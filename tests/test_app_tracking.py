@@ -262,6 +262,7 @@ def test_bad_videos_give_a_clear_notice(gar_app_server, tmp_path):
     )
 
 
+@pytest.mark.slow
 def test_cancel_stops_a_running_propagation_and_keeps_the_frames_done(gar_app_server, clip):
     path, synthetic = clip
     path = unique_copy(path)

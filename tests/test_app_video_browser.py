@@ -20,7 +20,7 @@ from tracking_helpers import SlowTracker, tracking_session
 from gar_app.images import mask_box
 from gar_app.tracking.synthetic import moving_shape_clip, write_clip
 
-pytestmark = [pytest.mark.browser]
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
 __all__ = ["browser", "page"]  # fixtures from tests/browser.py
 
 

@@ -175,6 +175,7 @@ def test_each_region_box_is_its_own_mask(cases):
             assert normalised_box(mask) == pytest.approx(expected), name
 
 
+@pytest.mark.slow
 def test_garbench_sample_inputs(processor):
     """Every GARBench-VQA sample item (1 to 9 regions): image and map tiles on the v1 path."""
     for item in garbench_items("vqa"):
