@@ -12,8 +12,9 @@ import sys
 
 import numpy as np
 import pytest
-from api_helpers import noise_image, wait_until
+from api_helpers import noise_image
 from conftest import REPO
+from helpers import wait_until
 from PIL import Image
 from pycocotools import mask as mask_utils
 

@@ -11,7 +11,7 @@ import time
 
 import numpy as np
 import pytest
-from test_track_classical import iou
+from helpers import iou
 
 from gar_app.errors import InputError
 from gar_app.regions import region_colour

@@ -6,7 +6,8 @@ import copy
 
 import numpy as np
 import pytest
-from PIL import Image, ImageDraw
+from helpers import disc_and_square
+from PIL import Image
 
 from gar_app.errors import InputError
 from gar_app.formats.document import VideoFrame, from_dict, from_json, image_info, to_dict, to_json
@@ -19,15 +20,6 @@ from gar_app.workspace import ANNOTATION_MODE, Services, Workspace
 SHORT = GenerationSettings(max_new_tokens=6)
 
 
-def scene() -> Image.Image:
-    """A grey picture with a red disc (left) and a blue square (right)."""
-    image = Image.new("RGB", (160, 100), (128, 128, 128))
-    draw = ImageDraw.Draw(image)
-    draw.ellipse((15, 20, 75, 80), fill=(220, 30, 30))
-    draw.rectangle((100, 25, 145, 70), fill=(30, 30, 220))
-    return image
-
-
 def ask(ws: Workspace, question: str) -> str:
     return list(ws.stream_answer(question, SHORT))[-1]
 
@@ -35,7 +27,7 @@ def ask(ws: Workspace, question: str) -> str:
 @pytest.fixture()
 def ws(tiny_gar) -> Workspace:
     workspace = Workspace(Services(segmenter=GrabCutSegmenter(), gar=tiny_gar))
-    workspace.set_image(scene(), name="scene.png")
+    workspace.set_image(disc_and_square(), name="scene.png")
     return workspace
 
 
@@ -59,7 +51,9 @@ def test_an_image_can_come_with_regions(ws):
     tracked = {0: np.zeros((100, 160), bool), 3: np.zeros((100, 160), bool)}
     tracked[0][20:40, 20:40] = True
     tracked[3][50:70, 100:140] = True
-    ws.set_image(scene(), name="clip_frame00012.png", video=VideoFrame("clip.webm", 12, 0.5), regions=tracked)
+    ws.set_image(
+        disc_and_square(), name="clip_frame00012.png", video=VideoFrame("clip.webm", 12, 0.5), regions=tracked
+    )
     assert ws.regions.tags == ["<Prompt0>", "<Prompt3>"]
     assert np.array_equal(ws.regions[3].mask, tracked[3]) and not ws.marking.can_undo
     assert ws.document().video.frame_index == 12
@@ -176,7 +170,7 @@ def test_export_and_restore_bit_identical_and_the_chat_continues(two_regions, ti
     text = to_json(ws.document())
 
     other = Workspace(Services(segmenter=GrabCutSegmenter(), gar=tiny_gar))
-    other.set_image(scene(), name="scene.png")
+    other.set_image(disc_and_square(), name="scene.png")
     other.restore(from_json(text))
     assert to_json(other.document()) == text
     for a, b in zip(ws.regions, other.regions, strict=True):
@@ -224,7 +218,7 @@ def test_restore_checks_a_document_that_names_its_image_by_file(ws, tmp_path):
     """Such a document was restored onto any image of its size; now the hash is checked too."""
     ws.marking.add_point(45, 50)
     document = ws.document()
-    scene().save(tmp_path / "scene.png")
+    disc_and_square().save(tmp_path / "scene.png")
     document.image = image_info(tmp_path / "scene.png")
     assert document.image.sha256_of == "file"
     ws.set_image(Image.new("RGB", (160, 100), (0, 0, 0)), name="black.png")
@@ -237,7 +231,7 @@ def test_annotation_mode_without_a_model():
     ws = Workspace(Services(segmenter=GrabCutSegmenter()))
     with pytest.raises(InputError, match="load an image first"):
         ws.require_marking()
-    ws.set_image(scene(), name="scene.png")
+    ws.set_image(disc_and_square(), name="scene.png")
     ws.marking.add_point(45, 50)
     ws.marking.set_caption(0, "typed by hand")
     with pytest.raises(InputError, match=ANNOTATION_MODE[:20]):
@@ -252,7 +246,7 @@ def test_only_the_most_recent_conversations_keep_their_cache(tiny_gar):
     services = Services(segmenter=GrabCutSegmenter(), gar=tiny_gar, max_live_chats=2)
     people = [Workspace(services) for _ in range(3)]
     for ws in people:
-        ws.set_image(scene(), name="scene.png")
+        ws.set_image(disc_and_square(), name="scene.png")
         ws.marking.add_point(45, 50)
         ask(ws, "What is <Prompt0>?")
     assert [ws.conversation.chat.holds_cache for ws in people] == [False, True, True]
@@ -269,11 +263,11 @@ def test_the_segmenter_gets_each_image_once(tiny_gar):
             super()._set_rgb(rgb)
 
     ws = Workspace(Services(segmenter=Counting(), gar=tiny_gar))
-    ws.set_image(scene(), name="scene.png")
+    ws.set_image(disc_and_square(), name="scene.png")
     ws.marking.add_point(45, 50)
     ws.marking.add_point(50, 55)
     assert Counting.images == 1
-    ws.set_image(scene(), name="again.png")
+    ws.set_image(disc_and_square(), name="again.png")
     ws.marking.add_point(45, 50)
     assert Counting.images == 2
 

@@ -317,8 +317,23 @@ class ChatSession:
         return len(self._ids)
 
     @property
+    def token_ids(self) -> list[int]:
+        """The conversation so far as the model reads it (placeholder runs included): a copy."""
+        return list(self._ids)
+
+    @property
+    def used_regions(self) -> list[int]:
+        """Regions the conversation has brought in, in order; their masks are fixed for it."""
+        return list(self._introduced)
+
+    @property
     def holds_cache(self) -> bool:
         return self._cache is not None
+
+    @property
+    def cached_tokens(self) -> int:
+        """Tokens whose keys and values the KV cache holds (0 once released)."""
+        return 0 if self._cache is None else self._cache.get_seq_length()
 
     def _generate(
         self,
