@@ -24,6 +24,7 @@ from gar_app.errors import InputError
 from gar_app.images import load_mask
 from gar_app.model.processing import (
     DESCRIBE_INSTRUCTION,
+    GarProcessor,
     describe_prompt,
     follow_up_prompt,
     normalised_box,
@@ -36,7 +37,6 @@ from gar_app.tags import check_text, tag
 if TYPE_CHECKING:
     from gar_app.model.configuration import GarConfig
     from gar_app.model.modeling import GarForConditionalGeneration
-    from gar_app.model.processing import GarProcessor
     from gar_app.model.static_decode import StaticDecoder
 
 
