@@ -67,7 +67,12 @@ def test_an_idle_api_session_is_freed_with_its_model_state_and_files(short_lived
     session = next(s for s in sessions(short_lived.demo) if s.workspace.conversation.turns)
     exports = session.export_folder
     assert exports is not None and any(exports.iterdir()) and session.workspace.conversation.chat is not None
-    wait_until(lambda: session.workspace.image is None, "the idle session to be freed", timeout=60)
+    # freed (the delete callback) and dropped from Gradio's states: two steps, so wait for both
+    wait_until(
+        lambda: session.workspace.image is None and session not in sessions(short_lived.demo),
+        "the idle session to be freed",
+        timeout=60,
+    )
     assert session.workspace.conversation.chat is None and session.workspace.marking is None
     assert not exports.exists(), "its export files are gone"
     assert session not in sessions(short_lived.demo)
