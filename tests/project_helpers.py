@@ -30,12 +30,6 @@ def make_images(root: Path, names: list[str], height: int = 24, width: int = 32)
     return root
 
 
-def box(shape: tuple[int, int], y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
-    mask = np.zeros(shape, dtype=bool)
-    mask[y0:y1, x0:x1] = True
-    return mask
-
-
 def region(
     index: int, mask: np.ndarray, caption: str = "", source: CaptionSource | None = None
 ) -> ExportedRegion:

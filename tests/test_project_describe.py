@@ -7,8 +7,9 @@ import signal
 import subprocess
 
 import pytest
-from api_helpers import wait_until
-from project_helpers import OWNER, annotate, box, gar_app, make_images, python, region
+from api_helpers import box_mask
+from helpers import wait_until
+from project_helpers import OWNER, annotate, gar_app, make_images, python, region
 
 from gar_app.formats.caption_source import CaptionSource
 from gar_app.model import GenerationSettings
@@ -21,7 +22,7 @@ TODO = [("img0.png", 0), ("img1.png", 0), ("img2.png", 0), ("img2.png", 2)]  # r
 
 
 def _mask(k: int):
-    return box((H, W), 2 + k, 20 + 2 * k, 3 + 3 * k, 30 + k)
+    return box_mask((H, W), 2 + k, 20 + 2 * k, 3 + 3 * k, 30 + k)
 
 
 @pytest.fixture()

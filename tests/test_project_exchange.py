@@ -9,9 +9,9 @@ import subprocess
 
 import numpy as np
 import pytest
-from api_helpers import noise_image
+from api_helpers import box_mask, noise_image
 from PIL import Image
-from project_helpers import annotate, box, gar_app, make_images, python, region
+from project_helpers import annotate, gar_app, make_images, python, region
 
 from gar_app.formats.caption_source import CaptionSource
 from gar_app.formats.document import from_json
@@ -38,11 +38,13 @@ def folder(tmp_path):
         annotate(
             project,
             "a.png",
-            [region(0, box((H, W), 2, 9, 3, 12), "a grey heron", SOURCE), region(1, SPECKLES)],
+            [region(0, box_mask((H, W), 2, 9, 3, 12), "a grey heron", SOURCE), region(1, SPECKLES)],
         )
-        annotate(project, "c.bmp", [region(0, box((H, W), 0, 5, 0, 5), "gone")])
+        annotate(project, "c.bmp", [region(0, box_mask((H, W), 0, 5, 0, 5), "gone")])
         annotate(project, "e.png", [region(0, np.zeros((H, W), bool), "nothing")])
-        annotate(project, "rot.jpg", [region(0, box((H, W), 1, 20, 1, 9), "tall", CaptionSource.typed())])
+        annotate(
+            project, "rot.jpg", [region(0, box_mask((H, W), 1, 20, 1, 9), "tall", CaptionSource.typed())]
+        )
         project.store.set_status("rot.jpg", "done", "test")
     Image.fromarray(noise_image(99, H, W)).save(root / "c.bmp")
     return root
@@ -65,8 +67,8 @@ def test_coco_export_loads_in_pycocotools_with_masks_boxes_areas_and_captions(tm
     assert (images["rot.jpg"]["width"], images["rot.jpg"]["height"]) == (W, H)  # as the app shows it
     assert coco.getCatIds() and all(a["category_id"] in coco.getCatIds() for a in coco.dataset["annotations"])
     expected = {
-        "a.png": [(box((H, W), 2, 9, 3, 12), "a grey heron", SOURCE), (SPECKLES, "", None)],
-        "rot.jpg": [(box((H, W), 1, 20, 1, 9), "tall", "person")],
+        "a.png": [(box_mask((H, W), 2, 9, 3, 12), "a grey heron", SOURCE), (SPECKLES, "", None)],
+        "rot.jpg": [(box_mask((H, W), 1, 20, 1, 9), "tall", "person")],
         "c.bmp": [],
         "e.png": [],
         "sub/b.jpg": [],
@@ -101,7 +103,9 @@ def test_hf_export_loads_with_datasets(tmp_path, folder):
         ("a.png", "<Prompt1>", ""),
         ("rot.jpg", "<Prompt0>", "tall"),
     ]
-    for row, mask in zip(rows, [box((H, W), 2, 9, 3, 12), SPECKLES, box((H, W), 1, 20, 1, 9)], strict=True):
+    for row, mask in zip(
+        rows, [box_mask((H, W), 2, 9, 3, 12), SPECKLES, box_mask((H, W), 1, 20, 1, 9)], strict=True
+    ):
         assert np.array_equal(np.array(row["mask"]), mask)
         upright = np.asarray(load_image(folder / row["file_name"]))
         assert np.array_equal(
@@ -153,7 +157,7 @@ def test_import_seeds_regions_from_coco_polygons_and_rle(tmp_path):
     polygon = [2.0, 2.0, 20.5, 3.0, 18.0, 15.0, 3.0, 12.0]
     compressed = mask_utils.encode(np.asfortranarray(SPECKLES.astype(np.uint8)))
     compressed["counts"] = compressed["counts"].decode()
-    plain = box((H, W), 5, 11, 5, 25)
+    plain = box_mask((H, W), 5, 11, 5, 25)
     runs = [int(v) for v in np.diff(np.flatnonzero(np.diff(np.r_[-1, plain.flatten("F"), -1])))]
     coco = {
         "images": [

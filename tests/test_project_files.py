@@ -8,10 +8,10 @@ import shutil
 
 import numpy as np
 import pytest
-from api_helpers import noise_image
+from api_helpers import box_mask, noise_image
 from conftest import EXAMPLES, write_blank_png
 from PIL import Image
-from project_helpers import OWNER, annotate, box, make_images, region
+from project_helpers import OWNER, annotate, make_images, region
 
 import gar_app.project.scan as scan_module
 from gar_app.errors import InputError
@@ -77,7 +77,7 @@ def test_a_rescan_reads_only_what_changed(tmp_path, monkeypatch):
     monkeypatch.setattr(scan_module, "file_sha256", lambda path: hashed.append(path) or "0" * 64)
     with open_project(root) as project:
         assert (project.last_scan.added, hashed) == (4, [])
-        annotate(project, "a.png", [region(0, box((H, W), 0, 4, 0, 4))])
+        annotate(project, "a.png", [region(0, box_mask((H, W), 0, 4, 0, 4))])
         assert project.scan().updated == 0 and hashed == []
         os.utime(root / "b.png", ns=(1, 1))  # not annotated: a new time needs no reading
         assert project.scan().updated == 1 and hashed == []
@@ -112,7 +112,7 @@ def test_an_image_changed_on_disk_is_flagged_and_never_given_the_old_masks(tmp_p
     root = make_images(tmp_path / "p", ["a.bmp", "b.bmp"])
     with open_project(root) as project:
         store = project.store
-        masks = [box((H, W), 2, 9, 3, 12), box((H, W), 10, 20, 5, 30)]
+        masks = [box_mask((H, W), 2, 9, 3, 12), box_mask((H, W), 10, 20, 5, 30)]
         annotate(project, "a.bmp", [region(0, masks[0], "a"), region(1, masks[1], "b")])
         old = project.open_image("a.bmp")
         if seen_by == "scan":  # a new modification time: the scan reads the file
@@ -169,7 +169,7 @@ def test_thumbnails_are_made_once_upright_and_can_be_deleted(tmp_path):
 def test_the_gallery_counts_filters_and_steps_through_images(tmp_path):
     names = [f"{folder}/{k}.png" for folder in ("birds", "birds/herons", "cars") for k in range(4)]
     root = make_images(tmp_path / "p", names)
-    mask = box((H, W), 1, 8, 1, 8)
+    mask = box_mask((H, W), 1, 8, 1, 8)
     with open_project(root) as project:
         store = project.store
         annotate(project, "birds/0.png", [region(0, mask, "A grey HERON"), region(1, mask)])

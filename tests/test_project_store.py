@@ -15,7 +15,8 @@ import threading
 
 import numpy as np
 import pytest
-from project_helpers import OWNER, annotate, box, gar_app, make_images, python, region, without_root_powers
+from api_helpers import box_mask
+from project_helpers import OWNER, annotate, gar_app, make_images, python, region, without_root_powers
 
 from gar_app.conversation import Turn
 from gar_app.errors import InputError
@@ -70,7 +71,7 @@ def _full_document(info) -> AnnotationDocument:
         ExportedRegion(4, "#ffe119", "mask", np.zeros((H, W), bool), "typed", mask_name="up.png",
                        caption_source=CaptionSource.typed("bo").accept("cy")),
     ]  # fmt: skip
-    earlier = {"<Prompt0>": mask_to_rle(box((H, W), 2, 5, 2, 9))}  # the region was edited since
+    earlier = {"<Prompt0>": mask_to_rle(box_mask((H, W), 2, 5, 2, 9))}  # the region was edited since
     dialogue = [
         Turn("user", "Compare <Prompt1> with <Prompt0>.", "2025-06-01T12:00:00.000Z", masks=earlier),
         Turn("assistant", "<Prompt0> is speckled.", "2025-06-01T12:00:01Z", "GAR", {"do_sample": False}),
@@ -94,9 +95,9 @@ def test_a_document_comes_back_bit_for_bit_after_reopening(folder):
 
 def test_a_stale_save_is_refused_naming_who_saved_and_nothing_is_overwritten(folder):
     with open_project(folder) as project:
-        first = annotate(project, "a.png", [region(0, box((H, W), 0, 5, 0, 5), "mine")], owner="tab one")
+        first = annotate(project, "a.png", [region(0, box_mask((H, W), 0, 5, 0, 5), "mine")], owner="tab one")
         opened = project.open_image("a.png")
-        theirs = AnnotationDocument(opened.info, [region(0, box((H, W), 9, 15, 9, 15), "theirs")])
+        theirs = AnnotationDocument(opened.info, [region(0, box_mask((H, W), 9, 15, 9, 15), "theirs")])
         with pytest.raises(ConflictError) as refused:
             project.store.save_document("a.png", theirs, first - 1, "tab two")
         assert "tab one" in str(refused.value) and refused.value.saved_by == "tab one"
@@ -108,7 +109,7 @@ def test_a_stale_save_is_refused_naming_who_saved_and_nothing_is_overwritten(fol
 def test_a_lease_keeps_other_owners_out_until_released_expired_or_its_process_is_gone(folder):
     with open_project(folder) as project:
         store = project.store
-        annotate(project, "a.png", [region(0, box((H, W), 0, 5, 0, 5))])
+        annotate(project, "a.png", [region(0, box_mask((H, W), 0, 5, 0, 5))])
         store.acquire("a.png", "tab one", seconds=60)
         assert store.entry("a.png").lease_owner == "tab one"
         version = store.entry("a.png").version
@@ -137,7 +138,7 @@ def test_a_lease_keeps_other_owners_out_until_released_expired_or_its_process_is
 
 
 def test_a_caption_is_saved_only_onto_the_mask_and_caption_it_was_made_for(folder):
-    mask = box((H, W), 2, 9, 3, 12)
+    mask = box_mask((H, W), 2, 9, 3, 12)
     with open_project(folder) as project:
         store = project.store
         annotate(project, "a.png", [region(0, mask), region(1, mask, "a person's", CaptionSource.typed())])
@@ -212,7 +213,7 @@ def test_a_damaged_store_names_its_file_and_how_to_recover(folder):
 def test_a_full_disk_fails_the_save_and_keeps_the_state_before_it(folder):
     with open_project(folder) as project:
         store = project.store
-        version = annotate(project, "a.png", [region(0, box((H, W), 0, 5, 0, 5), "kept")])
+        version = annotate(project, "a.png", [region(0, box_mask((H, W), 0, 5, 0, 5), "kept")])
         db = store._db()  # what a full disk looks like to SQLite: no page can be added
         pages = db.execute("PRAGMA page_count").fetchone()[0]
         db.execute(f"PRAGMA max_page_count = {pages}")
@@ -267,7 +268,7 @@ def _child_open(*args: str, prefix: list[str]) -> dict:
 def test_a_read_only_store_is_said_at_once_and_nothing_is_pretended(tmp_path, folder):
     prefix = without_root_powers()
     with open_project(folder) as project:
-        annotate(project, "a.png", [region(0, box((H, W), 0, 5, 0, 5), "kept")])
+        annotate(project, "a.png", [region(0, box_mask((H, W), 0, 5, 0, 5), "kept")])
     store = folder / ".gar-project"
     before = (store / STORE_FILE).read_bytes()
     _read_only(store)
@@ -302,7 +303,7 @@ def test_a_read_only_folder_is_annotated_with_the_store_elsewhere(tmp_path, fold
         _writable(folder)
     assert not (folder / ".gar-project").exists()
     with open_project(folder, store=elsewhere) as project:
-        annotate(project, "b.png", [region(0, box((H, W), 1, 4, 1, 4))])
+        annotate(project, "b.png", [region(0, box_mask((H, W), 1, 4, 1, 4))])
         assert project.store.counts().annotated == 1
 
 
@@ -312,13 +313,14 @@ import numpy as np
 from gar_app.formats.document import AnnotationDocument
 from gar_app.project import open_project
 sys.path.insert(0, "tests")
-from project_helpers import box, region
+from api_helpers import box_mask
+from project_helpers import region
 project = open_project(sys.argv[1])
 opened = project.open_image("a.png")
 version = opened.entry.version
 while True:
     count = version % 3 + 1
-    regions = [region(k, box((24, 32), k, k + 5, 0, 9), f"save {version + 1}") for k in range(count)]
+    regions = [region(k, box_mask((24, 32), k, k + 5, 0, 9), f"save {version + 1}") for k in range(count)]
     version = project.store.save_document("a.png", AnnotationDocument(opened.info, regions), version, "saver")
     print(version, flush=True)
 """
@@ -355,13 +357,14 @@ import sys
 from gar_app.formats.document import AnnotationDocument
 from gar_app.project import open_project
 sys.path.insert(0, "tests")
-from project_helpers import box, region
+from api_helpers import box_mask
+from project_helpers import region
 name, path, rounds = sys.argv[2], sys.argv[3], int(sys.argv[4])
 with open_project(sys.argv[1]) as project:
     opened = project.open_image(path)
     version = opened.entry.version
     for k in range(rounds):
-        regions = [region(0, box((24, 32), 0, 4, 0, 4), f"{name} {k}")]
+        regions = [region(0, box_mask((24, 32), 0, 4, 0, 4), f"{name} {k}")]
         version = project.store.save_document(path, AnnotationDocument(opened.info, regions), version, name)
         project.store.counts()  # readers while the other process writes
     print(version)
@@ -372,13 +375,14 @@ import sys
 from gar_app.formats.document import AnnotationDocument
 from gar_app.project import open_project, ConflictError
 sys.path.insert(0, "tests")
-from project_helpers import box, region
+from api_helpers import box_mask
+from project_helpers import region
 with open_project(sys.argv[1]) as project:
     opened = project.open_image("b.png")
     print(opened.entry.version, flush=True)
     sys.stdin.readline()  # the other process saves meanwhile
     try:
-        document = AnnotationDocument(opened.info, [region(0, box((24, 32), 0, 4, 0, 4), "stale")])
+        document = AnnotationDocument(opened.info, [region(0, box_mask((24, 32), 0, 4, 0, 4), "stale")])
         project.store.save_document("b.png", document, opened.entry.version, "first server")
         print("saved")
     except ConflictError as error:
@@ -426,7 +430,7 @@ def test_a_videos_tracks_are_stored_and_come_back_exactly(tmp_path):
     with open_project(root) as project:
         opened = project.open_video("tour.webm")
         assert opened.document is None and (opened.entry.width, opened.entry.height) == (320, 240)
-        mask = mask_to_rle(box((240, 320), 10, 100, 20, 200))
+        mask = mask_to_rle(box_mask((240, 320), 10, 100, 20, 200))
         track = TrackData(
             0,
             "#ff0000",
@@ -458,7 +462,7 @@ def test_threads_of_one_server_share_the_store(folder):
         def save_many(path: str) -> int:
             version = 0
             for k in range(15):
-                regions = [region(0, box((H, W), 0, 4, 0, 4), f"{path} {k}")]
+                regions = [region(0, box_mask((H, W), 0, 4, 0, 4), f"{path} {k}")]
                 version = project.store.save_document(
                     path, AnnotationDocument(opened[path].info, regions), version, path
                 )
