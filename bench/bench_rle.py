@@ -1,0 +1,101 @@
+"""Reading COCO RLE: ``rle_to_mask`` (numpy checks, then pycocotools decodes) against the
+character-by-character Python reader it replaced, and against pycocotools alone (no checks:
+the floor, and what the app must not do with untrusted input).
+
+    python bench/bench_rle.py [--width 8000 --height 6000 --repeats 3]
+
+The mask is noise (every pixel a coin flip), the worst case for RLE: about one run per two
+pixels, so the counts string is about as long as the mask has pixels / 2 (a 48 MP mask
+gives a ~24 MB string). A smooth mask with a few edges is also timed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from pycocotools import mask as mask_utils
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from gar_app.rle import mask_to_rle, rle_to_mask  # noqa: E402
+
+
+def old_rle_to_mask(rle: dict) -> np.ndarray:
+    """The reader before this benchmark's change: the counts parsed in Python, one character
+    at a time, then the runs expanded with numpy."""
+    h, w = rle["size"]
+    text = rle["counts"]
+    counts: list[int] = []
+    pos = 0
+    while pos < len(text):
+        value = shift = 0
+        while True:
+            if pos == len(text):
+                raise ValueError("RLE counts end in the middle of a number")
+            c = ord(text[pos]) - 48
+            if not 0 <= c < 64:
+                raise ValueError(f"RLE counts contain the character {text[pos]!r}")
+            pos += 1
+            value |= (c & 0x1F) << shift
+            shift += 5
+            if not c & 0x20:
+                if c & 0x10:
+                    value |= -1 << shift
+                break
+        counts.append(value + (counts[-2] if len(counts) > 2 else 0))
+    if any(c < 0 for c in counts) or sum(counts) != h * w:
+        raise ValueError("RLE counts do not cover the mask")
+    flat = np.repeat(np.arange(len(counts)) % 2 == 1, counts)
+    return np.ascontiguousarray(flat.reshape(w, h).T)
+
+
+def pycocotools_only(rle: dict) -> np.ndarray:
+    decoded = mask_utils.decode({"size": rle["size"], "counts": rle["counts"].encode("ascii")})
+    return np.ascontiguousarray(decoded.view(bool))
+
+
+def timed(read, rle: dict, repeats: int) -> tuple[float, np.ndarray]:
+    times, mask = [], None
+    for _ in range(repeats):
+        start = time.perf_counter()
+        mask = read(rle)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times), mask
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--width", type=int, default=8000)
+    parser.add_argument("--height", type=int, default=6000)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    rng = np.random.default_rng(0)
+    noise = rng.random((args.height, args.width)) < 0.5
+    ys, xs = np.ogrid[: args.height, : args.width]
+    smooth = (xs - args.width / 2) ** 2 / (args.width / 3) ** 2 + (ys - args.height / 2) ** 2 / (
+        args.height / 3
+    ) ** 2 < 1
+    for name, mask in [("noise", noise), ("ellipse", smooth)]:
+        rle = mask_to_rle(mask)
+        print(f"{name}: {args.width}x{args.height} mask, counts {len(rle['counts']) / 1e6:.2f} MB")
+        ours, ours_mask = timed(rle_to_mask, rle, args.repeats)
+        old, old_mask = timed(old_rle_to_mask, rle, 1 if name == "noise" else args.repeats)
+        floor, floor_mask = timed(pycocotools_only, rle, args.repeats)
+        assert np.array_equal(ours_mask, mask) and np.array_equal(old_mask, mask)
+        assert np.array_equal(floor_mask, mask)
+        print(
+            f"  checked reader {ours * 1e3:8.1f} ms | old Python reader {old * 1e3:8.1f} ms "
+            f"| pycocotools unchecked {floor * 1e3:8.1f} ms"
+        )
+        print(
+            f"  old / checked: {old / ours:.1f}x faster; checked / unchecked: {ours / floor:.2f}x the floor"
+        )
+
+
+if __name__ == "__main__":
+    main()
