@@ -28,9 +28,9 @@ from gar_app.devices import DTYPES, torch_dtype  # noqa: E402
 from gar_app.tracking.classical import ClassicalTracker  # noqa: E402
 from gar_app.tracking.sam2 import Sam2Tracker  # noqa: E402
 from gar_app.tracking.sam2_checkpoint import Sam2Checkpoint  # noqa: E402
-from gar_app.tracking.session import VideoTracks  # noqa: E402
 from gar_app.tracking.synthetic import long_clip_frames, moving_shape_clip, write_clip, write_mjpeg_avi  # noqa: E402
 from gar_app.tracking.tiny import build_tiny_sam2, tiny_processor  # noqa: E402
+from gar_app.tracking.tracks import VideoTracks  # noqa: E402
 from gar_app.video import Clip  # noqa: E402
 
 

@@ -16,7 +16,7 @@ from gar_app.errors import InputError
 from gar_app.formats.document import from_dict, to_json
 from gar_app.formats.jsonio import parse_json
 from gar_app.formats.training import to_training_records
-from gar_app.formats.video_document import is_video_document, video_from_dict
+from gar_app.formats.video_document import is_video_document, video_from_dict, video_to_json
 from gar_app.images import check_file_size
 
 
@@ -55,7 +55,7 @@ def export_files(session: Session) -> str:
     """``/export``: the session as ``NAME.gar.json`` and GAR's training format ``NAME.train.json``
     (while a video is tracked: its video form, ``NAME.tracks.gar.json``)."""
     if session.tracking is not None:
-        return tracking.export_video(session)
+        return export_tracks(session)
     ws = session.workspace
     document = ws.document()
     folder = session.exports()
@@ -67,6 +67,20 @@ def export_files(session: Session) -> str:
     session.export_paths = [str(saved), str(training)]
     ws.mark_saved()
     return f"Exported {len(document.regions)} region(s) and {len(document.dialogue)} turn(s)."
+
+
+def export_tracks(session: Session) -> str:
+    """Export JSON while a video is tracked: its ``gar-app/1`` video form."""
+    video = session.tracking
+    document = video.document()
+    saved = session.exports() / f"{file_stem(video.name)}.tracks.gar.json"
+    saved.write_text(video_to_json(document))
+    session.export_paths = [str(saved)]
+    video.mark_saved()
+    note = f"Exported {len(document.regions)} tracked region(s) over {document.frames} frames."
+    if pending := video.pending_frames:
+        note += f" {pending} frames still wait for Propagate: the export has their masks from before."
+    return note
 
 
 def import_file(session: Session, upload) -> str:

@@ -14,10 +14,14 @@ import tempfile
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from components.memory import give_back
 from gar_app.formats.document import VideoFrame
 from gar_app.workspace import Services, Workspace
+
+if TYPE_CHECKING:  # imported when a video is tracked (OpenCV), not with every page
+    from gar_app.tracking.video_workspace import VideoWorkspace
 
 
 @dataclass
@@ -36,14 +40,14 @@ class Session:
     pending_image: PendingImage | None = None
     renders: int = 0  # canvas updates so far; each carries a new number
     export_paths: list[str] = field(default_factory=list)  # the files of the last export
-    tracking: object | None = None  # components.tracking.Tracking while a video is tracked on the canvas
+    tracking: VideoWorkspace | None = None  # while a video is tracked on the canvas
     lock: threading.RLock = field(default_factory=threading.RLock)
     _exports: Path | None = None
 
     @property
     def tracking_unsaved(self) -> bool:
         """A video is being tracked and has work since its last export or import."""
-        return self.tracking is not None and self.tracking.dirty
+        return self.tracking is not None and self.tracking.unsaved
 
     def exports(self) -> Path:
         """This tab's folder for export files (emptied before each export, removed on close)."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import gradio as gr
 
 from components.text import escape
-from components.tracking import tracker_of
+from gar_app.tracking.video_workspace import tracker_of
 from gar_app.workspace import ANNOTATION_MODE, Services
 
 

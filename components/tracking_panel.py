@@ -10,6 +10,8 @@ hands the marks to the tracks). Each action has an API endpoint: ``/track_video`
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +27,10 @@ from gar_app.errors import InputError
 TIMELINE_TEMPLATE = '<div class="gar-tl" aria-label="Timeline: where each region is present"></div>'
 TIMELINE_SCRIPT = (Path(__file__).resolve().parent / "timeline.js").read_text()
 SHOW_CANVAS = "() => { document.querySelector('#gar-canvas')?.scrollIntoView({block: 'nearest'}); }"  # after the tab switch
+# A page's progress bar is redrawn at most this often. Every update is a message the browser
+# must draw; a tracker at 100 frames/s sent more than a loaded browser draws, they queued up,
+# and the bar (and the Cancel click) fell seconds behind the frames done.
+BAR_INTERVAL_S = 0.2
 
 
 @dataclass
@@ -152,7 +158,7 @@ def status_html(session: Session) -> str:
     t = session.tracking
     if t is None:
         return ""
-    pending = sum(len(run) for run in t.tracks.pending_runs())
+    pending = t.pending_frames
     waiting = f" · {pending} frames wait for Propagate" if pending else ""
     return (
         f'<div class="gar-track-status">Tracking <b>{escape(t.name)}</b> with the '
@@ -206,14 +212,25 @@ def seek_clicked(session: Session, evt: gr.EventData) -> None:
     seek_frame(session, getattr(evt, "position", None))
 
 
+def progress_bar(progress: gr.Progress, desc: str, unit: str = "frames") -> Callable[[int, int], None]:
+    """A ``(done, total)`` callback for the library that moves the page's bar: the first and the
+    last count always, the ones between at most every ``BAR_INTERVAL_S`` (each one the real count)."""
+    last = -float("inf")
+
+    def report(done: int, total: int) -> None:
+        nonlocal last
+        now = time.monotonic()
+        if now - last >= BAR_INTERVAL_S or done >= total:
+            last = now
+            progress((done, total), desc=desc, unit=unit)
+
+    return report
+
+
 def propagate(session: Session, progress=gr.Progress()) -> str:  # noqa: B008 - Gradio's progress bar
     """``/propagate``: every region through the clip from its keyframes, with a progress bar."""
     tracking.require(session)
-
-    def report(done: int, total: int) -> None:
-        progress((done, total), desc="Propagating", unit="frames")
-
-    return tracking.propagate(session, report)
+    return tracking.propagate(session, progress_bar(progress, "Propagating"))
 
 
 def cancel_propagation(state) -> None:
@@ -229,7 +246,7 @@ def describe_over_time(session: Session, count, *settings):
 
 def preview_clip(session: Session, progress=gr.Progress()) -> dict:  # noqa: B008 - Gradio's progress bar
     """``/preview_clip``: a WebM of the video with the regions drawn, to watch or download."""
-    path, note = tracking.preview(session, lambda done, total: progress((done, total), desc="Rendering"))
+    path, note = tracking.preview(session, progress_bar(progress, "Rendering"))
     return {"note": note, "clip": gr.update(value=path, visible=True)}
 
 

@@ -15,10 +15,10 @@ import gradio as gr
 from components.canvas import show_image
 from components.common import Wiring, payload_path
 from components.session import Session
-from components.tracking import DEFAULT_FPS_CAP, DEFAULT_MAX_FRAMES
 from gar_app import video
 from gar_app.errors import InputError
 from gar_app.formats.document import VideoFrame
+from gar_app.tracking.video_workspace import DEFAULT_FPS_CAP, DEFAULT_MAX_FRAMES
 
 EXAMPLES = sorted(
     str(p) for p in (Path(__file__).resolve().parents[1] / "assets" / "examples").glob("*.webm")

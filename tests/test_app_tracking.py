@@ -291,6 +291,34 @@ def test_cancel_stops_a_running_propagation_and_keeps_the_frames_done(gar_app_se
         services.tracker = saved
 
 
+def test_after_a_cancel_the_next_propagate_carries_on_from_where_it_stopped(gar_app_server, clip):
+    path, synthetic = clip
+    path = unique_copy(path)
+    services = gar_app_server.services
+    slow = SlowTracker(seconds=0.05)
+    saved, services.tracker = services.tracker, slow
+    try:
+        client = gar_app_server.client()
+        client.predict(handle_file(str(path)), 0, 0, api_name="/track_video")
+        client.predict(*box_around(synthetic.truth[0]), api_name="/box")
+        masks = tracking_session(gar_app_server, path.name).tracking.tracks.regions[0].masks
+        job = client.submit(api_name="/propagate")
+        while len(masks) < 6 and not job.done():
+            time.sleep(0.01)
+        client.predict(api_name="/cancel_propagation")
+        message = notice(job.result(timeout=60))
+        done = int(message.split("Cancelled after ")[1].split()[0])
+        assert 5 <= done < 31 and "the next Propagate carries on from there" in message, message
+        message = notice(client.predict(api_name="/propagate"))
+        assert (
+            f"Propagated through 31 frames with the slow tracker. It carried on after the {done} frames"
+            in message
+        )
+        assert len(slow.done_at) - 1 == 31, "no frame was tracked twice"
+    finally:
+        services.tracker = saved
+
+
 def test_a_sam2_checkpoint_that_does_not_load_falls_back_and_says_why(tmp_path):
     from components.tracking import app_tracker
 

@@ -9,6 +9,7 @@ test-artifacts/ for people to look at.
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
 
@@ -41,14 +42,15 @@ def notice_says(page, text: str) -> None:
     )
 
 
-def open_for_tracking(page, path) -> None:
+def open_for_tracking(page, path, frames: int = 32) -> None:
     """Upload the clip in the Video tab, keep every frame, and press Track regions in this video."""
     page.get_by_role("tab", name="Video").click()
     page.locator("#gar-video input[type=file]").set_input_files(str(path))
-    page.get_by_text("32 frames", exact=False).first.wait_for()
+    page.get_by_text(f"{frames} frames", exact=False).first.wait_for()
     page.locator("#gar-track-fps input").fill("0")
+    page.locator("#gar-track-max input").fill("0")
     after(page, lambda: page.get_by_role("button", name="Track regions in this video").click())
-    notice_says(page, f"Tracking {path.name}: 32 of its 32 frames")
+    notice_says(page, f"Tracking {path.name}: {frames} of its {frames} frames")
     page.wait_for_function(
         "() => document.querySelector('.gar-cv-status').textContent.includes('_frame00000.png')"
     )
@@ -152,6 +154,49 @@ def test_cancel_stops_a_propagation(page, gar_app_server, synthetic, tmp_path):
         page.get_by_role("button", name="Cancel").click()
         notice_says(page, "Cancelled after")
         assert 3 <= len(masks) - 1 < 31
+    finally:
+        services.tracker = saved
+
+
+BAR = "() => (document.querySelector('#gar-timeline .progress-text') || {}).textContent || ''"
+
+
+def test_the_bar_shows_the_frames_done_and_cancel_stops_where_it_is(page, gar_app_server, tmp_path):
+    """The classical tracker at full speed (about 100 frames a second on these small frames):
+    the bar is never more than a moment behind the frames the tracker has done, and Cancel,
+    pressed when the bar reads 100, stops the propagation a moment later, not hundreds of
+    frames on."""
+    services = gar_app_server.services
+    timed = SlowTracker(seconds=0)
+    saved, services.tracker = services.tracker, timed
+    try:
+        long = moving_shape_clip(frames=400)
+        path = clip_file(long, tmp_path)
+        open_for_tracking(page, path, frames=400)
+        box_marks(page, long.truth[0])
+        page.get_by_role("button", name="Propagate").click()
+        samples = []  # (when, what the bar said)
+        deadline = time.monotonic() + 120
+        while not samples or samples[-1][1] < 100:
+            assert time.monotonic() < deadline, f"the bar never reached 100: {samples[-5:]}"
+            shown = re.match(r"\s*(\d+)/399 frames", page.evaluate(BAR))
+            if shown:
+                samples.append((time.monotonic(), int(shown.group(1))))
+        pressed = time.monotonic()
+        page.get_by_role("button", name="Cancel").click()
+        page.wait_for_function(
+            "() => /Cancelled after|Propagated through/.test(document.querySelector('#gar-notice').textContent)"
+        )
+        said = page.locator("#gar-notice").inner_text()
+        # how long the bar had been out of date: since the first frame done that it does not count
+        behind = [round(max(0, when - timed.done_at[count + 1]), 2) for when, count in samples]
+        assert max(behind) < 1.0, f"seconds the bar was behind the frames done: {behind}"
+        assert "Cancelled after" in said, f"Cancel pressed when the bar said {samples[-1][1]}, yet: {said}"
+        stopped = int(re.search(r"Cancelled after (\d+) of 399", said)[1])
+        late = timed.done_at[stopped] - pressed
+        assert late < 1.0, (
+            f"Cancel pressed at {samples[-1][1]} frames stopped after {stopped}, {late:.1f} s later"
+        )
     finally:
         services.tracker = saved
 

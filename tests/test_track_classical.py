@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
 
 import numpy as np
 import pytest
 from conftest import REPO
 
 from gar_app.tracking.classical import ClassicalTracker
-from gar_app.tracking.session import VideoTracks
 from gar_app.tracking.synthetic import moving_shape_clip, write_clip
+from gar_app.tracking.tracks import VideoTracks
 from gar_app.video import Clip
 
 MIN_SHOWN = 0.05  # a shape with at least this share of its area in the frame counts as visible
@@ -81,6 +82,42 @@ def test_backward_from_a_later_mark(shape_clip):
     tracks.add_region(40, mask=synthetic.truth[40])  # marked late: tracked back through the exit and return
     assert tracks.propagate().done == 47
     check_track(tracks, 0, synthetic.truth)
+
+
+class Counted(ClassicalTracker):
+    """The classical tracker, counting the runs it starts and the frames it tracks."""
+
+    def __init__(self):
+        super().__init__()
+        self.runs, self.frames = 0, 0
+
+    def track(self, clip, run, masks):
+        self.runs += 1
+        for step in super().track(clip, run, masks):
+            self.frames += 1
+            yield step
+
+
+@pytest.mark.parametrize("frame", [8, 24])  # the shape in view / out of the picture (frames 22-27)
+def test_after_a_cancel_propagate_carries_on_where_it_stopped(shape_clip, frame):
+    """Cancel, then Propagate again: the same run goes on (no frame tracked twice) and tracks as
+    well as one propagation without a Cancel, also when it stopped while the shape was away."""
+    path, synthetic = shape_clip
+    tracker = Counted()
+    tracks = VideoTracks(Clip(path), tracker)
+    tracks.add_region(0, mask=synthetic.truth[0])
+    tracks.add_region(0, mask=synthetic.companion[0])
+    stop = threading.Event()
+    result = tracks.propagate(lambda done, total: done == frame and stop.set(), stop)
+    assert (result.done, result.total, result.cancelled) == (frame, 47, True)
+    stop.clear()
+    counts = []
+    result = tracks.propagate(lambda done, total: counts.append(done), stop)
+    assert (result.done, result.total, result.carried, result.cancelled) == (47, 47, frame, False)
+    assert counts == list(range(frame, 48)), "it counts on from the frames done, one frame at a time"
+    assert (tracker.runs, tracker.frames) == (1, 47), "one run, each frame tracked once"
+    check_track(tracks, 0, synthetic.truth)
+    assert min(check_track(tracks, 1, synthetic.companion)) >= 0.85
 
 
 def test_large_frames_are_tracked_at_a_working_scale(tmp_path):

@@ -23,8 +23,8 @@ from gar_app.tracking.classical import ClassicalTracker
 from gar_app.tracking.describe import describe_over_time, frame_chat, spread
 from gar_app.tracking.document import open_clip, restore_tracks, tracks_document
 from gar_app.tracking.preview import render_preview
-from gar_app.tracking.session import FrameCaption, VideoTracks
 from gar_app.tracking.synthetic import write_clip
+from gar_app.tracking.tracks import FrameCaption, VideoTracks
 from gar_app.video import Clip
 
 

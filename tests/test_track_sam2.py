@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import json
+import threading
 
 import numpy as np
 import pytest
+import torch
 
 from gar_app.cli import main
 from gar_app.errors import CheckpointError
 from gar_app.segment.base import Prompt
 from gar_app.tracking import load_tracker
+from gar_app.tracking.base import Run
 from gar_app.tracking.sam2 import LazyFrames, Sam2Tracker
-from gar_app.tracking.session import VideoTracks
 from gar_app.tracking.synthetic import moving_shape_clip, write_clip
+from gar_app.tracking.tracks import VideoTracks
 from gar_app.video import Clip
 
 FRAMES = 8
@@ -70,6 +73,36 @@ def test_tracks_both_ways_with_frame_indices_and_shapes(short_clip, tracker, mon
             assert mask is None or (mask.shape == (144, 192) and mask.dtype == bool)
     assert all(tracks.presence(0))  # the random model is built to report the object present
     assert tracker.session is None  # a finished run lets its session go
+
+
+def test_a_run_paused_by_cancel_goes_on_in_another_thread_as_if_never_stopped(short_clip, tracker):
+    """The app propagates in a worker thread: Cancel leaves SAM 2's run paused, and the next
+    Propagate (another worker) carries it on. The masks are those of one uninterrupted run,
+    and neither thread is left in torch's inference mode."""
+    path, synthetic = short_clip
+
+    def tracks_from(mask):
+        tracks = VideoTracks(Clip(path), tracker)
+        tracks.add_region(0, mask=mask)
+        return tracks
+
+    whole = tracks_from(synthetic.truth[0])
+    whole.propagate()
+    paused = tracks_from(synthetic.truth[0])
+    stop = threading.Event()
+    modes = []
+
+    def in_a_worker(work):
+        thread = threading.Thread(target=lambda: (work(), modes.append(torch.is_inference_mode_enabled())))
+        thread.start()
+        thread.join(60)
+
+    in_a_worker(lambda: paused.propagate(lambda done, total: done == 3 and stop.set(), stop))
+    assert paused.pending_runs() == {Run(3, FRAMES - 1): [0]} and tracker.session is not None
+    stop.clear()
+    in_a_worker(lambda: paused.propagate(cancel=stop))
+    assert modes == [False, False] and not torch.is_inference_mode_enabled()
+    assert paused.regions[0].masks == whole.regions[0].masks and tracker.session is None
 
 
 def test_memory_beyond_the_model_reach_is_dropped(short_clip, tracker, monkeypatch):

@@ -1,6 +1,6 @@
 """Keyframes, refinement, cancel and the per-frame views of a tracked video.
 
-Refinement rule under test (``gar_app.tracking.session``): a mark on frame r changes the
+Refinement rule under test (``gar_app.tracking.tracks``): a mark on frame r changes the
 track from r on, away from where the region was first marked, up to the next keyframe.
 """
 
@@ -12,36 +12,15 @@ import time
 import numpy as np
 import pytest
 from test_track_classical import iou
+from tracking_helpers import Copier
 
 from gar_app.errors import InputError
 from gar_app.regions import region_colour
 from gar_app.segment.base import Prompt
-from gar_app.tracking.base import Run, Tracker
+from gar_app.tracking.base import Run
 from gar_app.tracking.classical import ClassicalTracker
-from gar_app.tracking.session import VideoTracks
+from gar_app.tracking.tracks import VideoTracks
 from gar_app.video import Clip
-
-
-class Copier(Tracker):
-    """Gives every frame of a run the keyframe's mask: which keyframe owns a frame shows directly."""
-
-    name = "copier"
-
-    def __init__(self, delay: float = 0.0):
-        self.delay = delay
-        self.computed: list[int] = []
-
-    def segment(self, frame, prompt):
-        x1, y1, x2, y2 = (int(v) for v in prompt.box)
-        mask = np.zeros(frame.shape[:2], bool)
-        mask[y1:y2, x1:x2] = True
-        return mask
-
-    def track(self, clip, run: Run, masks):
-        for position in run.positions:
-            time.sleep(self.delay)
-            self.computed.append(position)
-            yield position, dict(masks)
 
 
 def stamp(clip: Clip, k: int) -> np.ndarray:
@@ -136,7 +115,7 @@ def test_refining_onto_another_object_changes_only_the_later_frames(shape_clip):
         assert iou(tracks.mask(0, position), synthetic.companion[position]) >= 0.85
 
 
-def test_cancel_stops_at_the_frame_in_progress_and_keeps_the_rest_pending(clip):
+def test_cancel_stops_at_the_frame_in_progress_and_the_next_propagate_carries_on(clip):
     copier = Copier()
     tracks = VideoTracks(clip, copier)
     tracks.add_region(0, mask=stamp(clip, 0))
@@ -150,10 +129,60 @@ def test_cancel_stops_at_the_frame_in_progress_and_keeps_the_rest_pending(clip):
     assert (result.done, result.total, result.cancelled) == (5, 47, True)
     assert copier.computed == [1, 2, 3, 4, 5]  # nothing computed after the cancel
     assert owners(tracks)[:6] == [0] * 6 and owners(tracks)[6:] == [None] * 42
-    assert tracks.pending_runs() == {Run(0, 47): [0]}
+    assert tracks.pending_runs() == {Run(5, 47): [0]}, "what is left, from the last frame done"
     stop.clear()
-    assert tracks.propagate(cancel=stop).done == 47  # runs again from its keyframe
+    counts = []
+    result = tracks.propagate(lambda done, total: counts.append((done, total)), cancel=stop)
+    assert (result.done, result.total, result.carried) == (47, 47, 5)
+    assert copier.computed == list(range(1, 48)), "frames 1-5 are not tracked again"
+    assert counts[0] == (5, 47) and counts[-1] == (47, 47), "the count goes on from the frames done"
     assert owners(tracks) == [0] * 48 and not tracks.pending_runs()
+
+
+class Counter(Copier):
+    """A tracker with a memory: frame k of a run gets the stamp k, so a run that starts again
+    (instead of going on) shows in the masks."""
+
+    def track(self, clip, run: Run, masks):
+        for step, (position, _found) in enumerate(super().track(clip, run, masks), start=1):
+            yield position, dict.fromkeys(masks, stamp(clip, step))
+
+
+def test_a_paused_run_goes_on_with_the_trackers_memory(clip):
+    tracks = VideoTracks(clip, Counter())
+    tracks.add_region(20, mask=stamp(clip, 20))
+    stop, progress = cancel_at(30)  # back to frame 0 (20 frames), then forward: 10 frames into it
+    tracks.propagate(progress, stop)
+    assert tracks.pending_runs() == {Run(30, 47): [0]}
+    tracks.propagate()
+    assert owners(tracks) == list(range(20, 0, -1)) + [20] + list(range(1, 28))
+
+
+def cancel_at(frame: int) -> tuple[threading.Event, callable]:
+    """A Cancel pressed while the frame ``frame`` is tracked (seen after it, as from a click)."""
+    stop = threading.Event()
+
+    def progress(done, total):
+        if done == frame:
+            stop.set()
+
+    return stop, progress
+
+
+def test_a_mark_on_a_paused_region_starts_its_run_again_and_other_marks_keep_it(clip):
+    copier = Copier()
+    tracks = VideoTracks(clip, copier)
+    tracks.add_region(0, mask=stamp(clip, 0))
+    stop, progress = cancel_at(10)
+    tracks.propagate(progress, stop)
+    tracks.add_region(40, mask=stamp(clip, 40))  # another region: the paused run goes on
+    assert tracks.pending_runs() == {Run(10, 47): [0], Run(40, 47): [1], Run(40, 0): [1]}
+    tracks.mark(0, 30, mask=stamp(clip, 30))  # the paused region: its run from the keyframe again
+    assert tracks.pending_runs() == {Run(0, 29): [0], Run(30, 47): [0], Run(40, 47): [1], Run(40, 0): [1]}
+    stop.clear()
+    result = tracks.propagate(cancel=stop)
+    assert (result.carried, result.cancelled) == (0, False)
+    assert owners(tracks) == [0] * 30 + [30] * 18 and owners(tracks, 1) == [40] * 48
 
 
 def test_cancel_from_another_thread_stops_within_one_frame(clip):

@@ -70,7 +70,7 @@ def run_track(args: argparse.Namespace) -> int:
     from gar_app.progress import ProgressCallback
     from gar_app.tracking import load_tracker, open_video
     from gar_app.tracking.document import tracks_document
-    from gar_app.tracking.session import VideoTracks
+    from gar_app.tracking.tracks import VideoTracks
 
     if args.frame < 0:
         raise InputError(f"--frame must be 0 or more, not {args.frame}")

@@ -11,12 +11,13 @@ The API a UI calls (all in the library, no Gradio):
     region = tracks.add_region(0, mask=mask)                     # or prompt=Prompt(box=[...])
     tracks.propagate(progress=on_progress, cancel=stop_event)    # forward and backward
     tracks.mark(region.index, 40, prompt=Prompt(points=[[x, y]], labels=[0]))  # refine
-    tracks.propagate(...)                                        # frames 40.. change (see session)
+    tracks.propagate(...)                                        # frames 40.. change (see tracks)
     tracks.masks_at(25); tracks.presence(0); tracks.render(25)   # scrubbing and the timeline
     frame_chat(gar, tracks, 25).ask("What is <Prompt0> doing?")  # GAR sees that frame
     list(describe_over_time(gar, tracks, 0, count=4))            # captions pinned to frames
     video_to_json(tracks_document(tracks))                       # and restore_tracks(...) back
     render_preview(tracks, "preview.webm")
+    VideoWorkspace.open(workspace, "clip.mp4", "clip.mp4")       # a video on an image Workspace (the app)
 
 ``load_tracker`` imports torch only for SAM 2; the fallback needs OpenCV alone.
 """
@@ -34,8 +35,9 @@ if TYPE_CHECKING:
     from gar_app.tracking.document import open_clip, restore_tracks, tracks_document
     from gar_app.tracking.preview import render_preview
     from gar_app.tracking.sam2 import Sam2Tracker
-    from gar_app.tracking.session import FrameCaption, Propagation, TrackedRegion, VideoTracks
     from gar_app.tracking.tiny import write_tiny_sam2
+    from gar_app.tracking.tracks import FrameCaption, Propagation, TrackedRegion, VideoTracks
+    from gar_app.tracking.video_workspace import VideoWorkspace
     from gar_app.video import Clip
 
 _LAZY = {
@@ -49,10 +51,11 @@ _LAZY = {
     "tracks_document": "document",
     "render_preview": "preview",
     "Sam2Tracker": "sam2",
-    "FrameCaption": "session",
-    "Propagation": "session",
-    "TrackedRegion": "session",
-    "VideoTracks": "session",
+    "FrameCaption": "tracks",
+    "Propagation": "tracks",
+    "TrackedRegion": "tracks",
+    "VideoTracks": "tracks",
+    "VideoWorkspace": "video_workspace",
     "write_tiny_sam2": "tiny",
 }
 
@@ -65,6 +68,7 @@ __all__ = [
     "TrackedRegion",
     "Tracker",
     "VideoTracks",
+    "VideoWorkspace",
     "describe_over_time",
     "frame_chat",
     "load_tracker",

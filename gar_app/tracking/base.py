@@ -1,10 +1,11 @@
 """What every tracker does: carry regions' masks from a keyframe to the frames beside it.
 
-A *run* is one propagation: from the keyframe at clip position ``start`` towards ``stop``
-(inclusive), forward or backward. ``Tracker.track`` yields each frame's masks in order, one
-frame at a time, so the caller can show progress, store masks as they come and stop at
-any frame (closing the generator is all a Cancel takes). A region the tracker cannot see
-on a frame (it left the picture, or is hidden) gets ``None`` there.
+A *run* is one propagation: from the keyframe at clip position ``start`` (or the frame
+where a cancelled run carries on) towards ``stop`` (inclusive), forward or backward.
+``Tracker.track`` yields each frame's masks in order, one frame at a time, so the caller can
+show progress, store masks as they come and stop at any frame (closing the generator is all
+a Cancel takes). A region the tracker cannot see on a frame (it left the picture, or is
+hidden) gets ``None`` there.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from gar_app.video import Clip
 
 @dataclass(frozen=True, order=True)
 class Run:
-    """Propagate from the keyframe at ``start`` through ``stop`` (either side of it)."""
+    """Propagate from the masks on frame ``start`` through ``stop`` (either side of it)."""
 
     start: int
     stop: int

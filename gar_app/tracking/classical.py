@@ -23,9 +23,9 @@ from collections.abc import Iterator, Mapping
 import cv2
 import numpy as np
 
+import gar_app.tracking.appearance as look
 from gar_app.segment.base import Prompt
 from gar_app.segment.grabcut import GrabCutSegmenter
-from gar_app.tracking import appearance as look
 from gar_app.tracking.base import FrameMasks, Run, Tracker
 from gar_app.video import Clip
 

@@ -15,7 +15,7 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 
 from gar_app.errors import InputError
-from gar_app.tracking.session import FrameCaption, VideoTracks
+from gar_app.tracking.tracks import FrameCaption, VideoTracks
 
 
 def spread(positions: Sequence[int], count: int) -> list[int]:

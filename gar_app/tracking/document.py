@@ -23,7 +23,7 @@ from gar_app.formats.video_document import (
 )
 from gar_app.regions import region_colour
 from gar_app.tracking.base import Tracker
-from gar_app.tracking.session import FrameCaption, Keyframe, TrackedRegion, VideoTracks
+from gar_app.tracking.tracks import FrameCaption, Keyframe, TrackedRegion, VideoTracks
 from gar_app.video import Clip
 
 

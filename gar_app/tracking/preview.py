@@ -15,7 +15,7 @@ import numpy as np
 from gar_app.errors import InputError
 from gar_app.regions import render_overlay
 from gar_app.tracking.describe import spread
-from gar_app.tracking.session import Progress, VideoTracks
+from gar_app.tracking.tracks import Progress, VideoTracks
 
 
 def render_preview(

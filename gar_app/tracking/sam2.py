@@ -154,15 +154,18 @@ class Sam2Tracker(Tracker):
             )
             with torch.inference_mode():
                 self.model(inference_session=session, frame_idx=run.start)
-                steps = self.model.propagate_in_video_iterator(
-                    session, start_frame_idx=run.start, max_frame_num_to_track=len(run), reverse=run.step < 0
-                )
-                for output in steps:
-                    if output.frame_idx == run.start:
-                        continue
+            # inference mode per step, never across a yield: a run paused by Cancel goes on later,
+            # maybe in another thread, and must not leave this one in inference mode
+            steps = self.model.propagate_in_video_iterator(
+                session, start_frame_idx=run.start, max_frame_num_to_track=len(run), reverse=run.step < 0
+            )
+            for output in steps:
+                if output.frame_idx == run.start:
+                    continue
+                with torch.inference_mode():
                     found = dict(zip(output.object_ids, self._masks(output, height, width), strict=True))
                     self._forget(session, output.frame_idx, run.step)
-                    yield output.frame_idx, {region: found[region] for region in regions}
+                yield output.frame_idx, {region: found[region] for region in regions}
         finally:
             self.session = None
 

@@ -16,9 +16,12 @@ sides. Removing a keyframe hands its frames back to the keyframe that owned them
 
 ``mark`` only records what has to be recomputed; ``propagate`` does it, frame by frame,
 with a progress callback and a ``threading.Event`` to cancel: it stops after the frame in
-progress, keeps every frame already tracked, and leaves the interrupted runs pending (the
-next ``propagate`` runs them again from their keyframe). Masks are kept as COCO RLE, so a
-long clip's tracks take megabytes, not gigabytes.
+progress and keeps every frame already tracked. The run it stopped is kept *paused* (the
+tracker's own generator, with its state: its memory of the object, where it was last seen),
+so the next ``propagate`` carries on from the next frame exactly as if there had been no
+Cancel, and counts on from the frames already done. A mark on (or the removal of) one of
+the paused run's regions drops it: that run starts again from its keyframe. Masks are kept
+as COCO RLE, so a long clip's tracks take megabytes, not gigabytes.
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ from gar_app.regions import RegionSet, region_colour
 from gar_app.rle import mask_to_rle, rle_to_mask
 from gar_app.segment.base import Prompt
 from gar_app.tags import parse_tag, tag
-from gar_app.tracking.base import Run, Tracker, check_keyframe_mask
+from gar_app.tracking.base import FrameMasks, Run, Tracker, check_keyframe_mask
 from gar_app.video import Clip
 
 Progress = Callable[[int, int], None]  # (frames done, frames to do)
@@ -80,6 +83,17 @@ class TrackedRegion:
             return max(k for k in self.keyframes if k <= position)
         return min(k for k in self.keyframes if k >= position)
 
+    def caption_at(self, position: int) -> str:
+        """The caption pinned to the frame at ``position`` ("" when none)."""
+        return next((c.text for c in self.captions if c.position == position), "")
+
+    def pin_caption(self, position: int, text: str) -> None:
+        """Pin ``text`` to the frame at ``position``, replacing the one there ("" removes it)."""
+        captions = [c for c in self.captions if c.position != position]
+        if text:
+            captions.append(FrameCaption(position, text))
+        self.captions = sorted(captions, key=lambda c: c.position)
+
     def runs(self, keyframe: int, length: int) -> list[Run]:
         """The frames ``keyframe`` owns, as runs away from it (none of length 0)."""
         runs = []
@@ -94,11 +108,32 @@ class TrackedRegion:
 
 @dataclass(frozen=True)
 class Propagation:
-    """What one ``propagate`` call did."""
+    """What one ``propagate`` call did. ``done`` and ``total`` count the frames of the runs it
+    worked on, including the ``carried`` frames that a cancelled ``propagate`` had done."""
 
-    done: int  # frames computed
-    total: int  # frames it had to compute
+    done: int  # frames done
+    total: int  # frames to do
     cancelled: bool
+    carried: int = 0  # of ``done``: frames done before this call (it carried on after a Cancel)
+
+
+@dataclass
+class _Work:
+    """One run for ``propagate`` to compute: the frames left, and the tracker's paused run, if any."""
+
+    keyframe_run: Run  # the whole run, from the keyframe
+    regions: list[int]
+    reached: int  # the last frame done (the keyframe when none)
+    steps: Iterator[tuple[int, FrameMasks]] | None = None  # the tracker's run, paused after ``reached``
+
+    @property
+    def rest(self) -> Run:
+        return Run(self.reached, self.keyframe_run.stop)
+
+    @property
+    def keys(self) -> set[tuple[int, int, int]]:
+        run = self.keyframe_run
+        return {(index, run.start, run.step) for index in self.regions}
 
 
 class VideoTracks:
@@ -114,6 +149,7 @@ class VideoTracks:
         self.limit = limit
         self.regions: dict[int, TrackedRegion] = {}
         self._pending: set[tuple[int, int, int]] = set()  # (region, keyframe, direction +1/-1)
+        self._paused: _Work | None = None  # the run a Cancel stopped, to carry on with
         self._lock = threading.Lock()  # one propagation at a time
 
     # -- regions and marks ----------------------------------------------------------------
@@ -174,6 +210,7 @@ class VideoTracks:
     ) -> list[Run]:
         region.keyframes[position] = Keyframe(position, "mask" if prompt is None else prompt.source, prompt)
         region.masks[position] = mask_to_rle(mask)
+        self._unpause(region.index)
         runs = region.runs(position, len(self.clip))
         self._pending |= {(region.index, position, run.step) for run in runs}
         return runs
@@ -186,6 +223,7 @@ class VideoTracks:
         if position == region.anchor:
             raise InputError(f"{region.tag} was first marked on this frame; remove the region instead")
         del region.keyframes[position]
+        self._unpause(region.index)
         self._pending = {p for p in self._pending if p[:2] != (region.index, position)}
         heir = region.owner(position)
         self._pending |= {(region.index, heir, run.step) for run in region.runs(heir, len(self.clip))}
@@ -193,19 +231,37 @@ class VideoTracks:
     def remove_region(self, key: int | str) -> TrackedRegion:
         region = self.region(key)
         del self.regions[region.index]
+        self._unpause(region.index)
         self._pending = {p for p in self._pending if p[0] != region.index}
         return region
 
     # -- propagation ----------------------------------------------------------------------
 
     def pending_runs(self) -> dict[Run, list[int]]:
-        """The runs still to compute, each with the regions it carries."""
+        """The runs still to compute (a paused one from the frame after the last done), each with
+        the regions it carries."""
         runs: dict[Run, list[int]] = {}
-        for index, keyframe, step in sorted(self._pending):
+        for work in self._work():
+            runs.setdefault(work.rest, []).extend(work.regions)
+        return runs
+
+    def _work(self) -> list[_Work]:
+        """The pending runs, the paused one with its tracker state, in the order they are computed."""
+        paused = self._paused
+        work = [paused] if paused is not None else []
+        groups: dict[Run, list[int]] = {}
+        for index, keyframe, step in sorted(self._pending - (paused.keys if paused else set())):
             for run in self.regions[index].runs(keyframe, len(self.clip)):
                 if run.step == step:
-                    runs.setdefault(run, []).append(index)
-        return runs
+                    groups.setdefault(run, []).append(index)
+        work += [_Work(run, indices, run.start) for run, indices in groups.items()]
+        return sorted(work, key=lambda w: (w.rest.start, w.rest.step))
+
+    def _unpause(self, index: int) -> None:
+        """A change to one of the paused run's regions: that run starts again from its keyframe."""
+        if self._paused is not None and index in self._paused.regions:
+            self._paused.steps.close()
+            self._paused = None
 
     def propagate(
         self, progress: Progress | None = None, cancel: threading.Event | None = None
@@ -214,28 +270,42 @@ class VideoTracks:
         if not self._lock.acquire(blocking=False):
             raise InputError("a propagation is already running for this video; wait for it or cancel it")
         try:
-            runs = self.pending_runs()
-            total, done = sum(len(run) for run in runs), 0
+            work = self._work()
+            carried = sum(len(w.keyframe_run) - len(w.rest) for w in work)
+            total, done = carried + sum(len(w.rest) for w in work), carried
             if progress is not None:
-                progress(0, total)
-            for run, indices in sorted(runs.items(), key=lambda item: (item[0].start, item[0].step)):
-                masks = {i: self.mask(i, run.start) for i in indices}
-                steps = self.tracker.track(self.clip, run, masks)
+                progress(done, total)
+            for item in work:
+                if cancel is not None and cancel.is_set():
+                    return Propagation(done, total, True, carried)
+                if item.steps is None:
+                    masks = {i: self.mask(i, item.keyframe_run.start) for i in item.regions}
+                    item.steps = self.tracker.track(self.clip, item.keyframe_run, masks)
+                self._paused = None
                 try:
-                    for position, found in steps:
+                    for position, found in item.steps:
                         for index, mask in found.items():
                             self.regions[index].masks[position] = None if mask is None else mask_to_rle(mask)
-                        done += 1
+                        item.reached, done = position, done + 1
                         if progress is not None:
                             progress(done, total)
-                        if cancel is not None and cancel.is_set():
-                            return Propagation(done, total, cancelled=True)
+                        if cancel is not None and cancel.is_set() and position != item.keyframe_run.stop:
+                            self._paused = item
+                            return Propagation(done, total, True, carried)
                 finally:
-                    steps.close()
-                self._pending -= {(i, run.start, run.step) for i in indices}
-            return Propagation(done, total, cancelled=False)
+                    if self._paused is not item:
+                        item.steps.close()
+                self._pending -= item.keys
+            return Propagation(done, total, False, carried)
         finally:
             self._lock.release()
+
+    def close(self) -> None:
+        """Let go of a paused run's tracker state and of the video file."""
+        if self._paused is not None:
+            self._paused.steps.close()
+            self._paused = None
+        self.clip.close()
 
     # -- reading the tracks ---------------------------------------------------------------
 
@@ -263,12 +333,11 @@ class VideoTracks:
         for index, mask in self.masks_at(position).items():
             region = self.regions[index]
             keyframe = region.keyframes.get(position)
-            caption = next((c.text for c in region.captions if c.position == position), "")
             regions.add(
                 mask,
                 keyframe.source if keyframe else "mask",
                 keyframe.prompt if keyframe else None,
-                caption,
+                region.caption_at(position),
                 index=index,
             )
         return regions
