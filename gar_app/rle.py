@@ -31,7 +31,7 @@ def mask_to_rle(mask: np.ndarray) -> dict[str, Any]:
     array = np.asarray(mask)
     if array.ndim != 2 or array.size == 0:
         raise InputError(f"a mask must be a non-empty 2-D array, not shape {array.shape}")
-    rle = mask_utils.encode(np.asfortranarray(array != 0, dtype=np.uint8))
+    rle = mask_utils.encode(_transposed((array != 0).view(np.uint8)).T)  # pycocotools reads columns
     return {"size": [int(array.shape[0]), int(array.shape[1])], "counts": rle["counts"].decode("ascii")}
 
 
@@ -51,7 +51,15 @@ def rle_to_mask(
     if height * width == 0:
         return np.zeros((height, width), bool)
     decoded = mask_utils.decode({"size": [height, width], "counts": checked["counts"].encode("ascii")})
-    return np.ascontiguousarray(decoded.view(bool))  # pycocotools fills columns (Fortran order)
+    return _transposed(decoded.T).view(bool)  # pycocotools fills columns (Fortran order)
+
+
+def _transposed(array: np.ndarray) -> np.ndarray:
+    """A C-ordered copy of a 2-D uint8 array's transpose: OpenCV's tiled transpose takes about a
+    tenth of the time of numpy's strided copy on a large mask."""
+    import cv2
+
+    return cv2.transpose(np.ascontiguousarray(array))
 
 
 def checked_rle(
