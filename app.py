@@ -36,7 +36,7 @@ from components.style import css
 from gar_app.cli.serve import add_api_options, api_options
 from gar_app.devices import DTYPES
 from gar_app.errors import GarAppError
-from gar_app.model.loading import DEFAULT_MODEL
+from gar_app.model import DEFAULT_MODEL
 from gar_app.workspace import Services
 
 log = logging.getLogger("gar_app.app")

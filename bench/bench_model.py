@@ -32,10 +32,10 @@ sys.path.insert(0, str(REPO))
 
 from gar_app.devices import DTYPES, default_device, torch_dtype  # noqa: E402
 from gar_app.model import GenerationSettings, load_gar  # noqa: E402
-from gar_app.model import session as session_module  # noqa: E402
-from gar_app.model.generation import TokenChooser  # noqa: E402
+from gar_app.model import chat as chat_module  # noqa: E402
 from gar_app.model.loading import default_dtype  # noqa: E402
 from gar_app.model.tiny import random_gar, write_tiny_gar  # noqa: E402
+from gar_app.model.tokens import TokenChooser  # noqa: E402
 
 DEMO = REPO.parent / "shared" / "data" / "seed_demo" / "demo_image_2.jpg"
 # Nominal memory bandwidth (bytes/s) of the cards this project is measured on.
@@ -70,7 +70,7 @@ class Ticks:
                 ticks.ids.append(token)
                 return token
 
-        session_module.TokenChooser = TimedChooser
+        chat_module.TokenChooser = TimedChooser
 
     def turn(self, stream) -> dict:
         self.times, self.ids = [], []
@@ -165,7 +165,7 @@ def graph_step_seconds(decoder, position: int, repeats: int = 200) -> float:
 
 def step_variants(gar, position: int) -> dict[str, float]:
     """Graph step time of the static decoder's other designs, to show why the default is it."""
-    from gar_app.model.decoding import StaticDecoder
+    from gar_app.model.static_decode import StaticDecoder
 
     times = {}
     for label, options in (("unfused element-wise ops", {"fuse": False}),):

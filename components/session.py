@@ -49,6 +49,11 @@ class Session:
         """A video is being tracked and has work since its last export or import."""
         return self.tracking is not None and self.tracking.unsaved
 
+    @property
+    def export_folder(self) -> Path | None:
+        """Where this tab's export files are (None before its first export)."""
+        return self._exports
+
     def exports(self) -> Path:
         """This tab's folder for export files (emptied before each export, removed on close)."""
         if self._exports is None or not self._exports.exists():

@@ -1,8 +1,8 @@
 """The conversation about one image: its transcript, the masks it used, and the model's state.
 
-The transcript (``Turn``) is the one record of what was said; the model's
-``ChatSession`` is only its working state (image features, KV cache) and can be rebuilt
-from the transcript. Honesty rules, so a saved dialogue never means something else:
+The transcript (``Turn``) is the one record of what was said; the model's chat
+(``chat``, a ``gar_app.model.ChatSession``) is only its working state (image features, KV
+cache) and can be rebuilt from the transcript. Honesty rules, so a saved dialogue never means something else:
 
 - A region the conversation has used keeps, *for this conversation*, the tag and the mask
   it had when first mentioned (``masks``). Editing or deleting it afterwards does not change
@@ -21,7 +21,7 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from PIL import Image
@@ -31,6 +31,9 @@ from gar_app.model.settings import GenerationSettings
 from gar_app.regions import RegionSet
 from gar_app.rle import mask_to_rle, rle_to_mask
 from gar_app.tags import check_text, find_tags, parse_tag, tag, tags_in
+
+if TYPE_CHECKING:
+    from gar_app.model.chat import ChatSession
 
 
 def utc_now() -> str:
@@ -54,14 +57,14 @@ class Turn:
 
 
 class Conversation:
-    """Turns and the masks they were about; the model session is made on the first question."""
+    """Turns and the masks they were about; the model's chat is made on the first question."""
 
     def __init__(self, services):
         self.services = services  # gar_app.workspace.Services
         self.turns: list[Turn] = []
         self.masks: dict[int, np.ndarray] = {}  # region index -> the mask this conversation uses
         self.kept: set[int] = set()  # changed regions whose old masks the person chose to keep
-        self.session = None  # gar_app.model.ChatSession, None until needed
+        self.chat: ChatSession | None = None  # the model's chat state, None until needed
         self.resumable = True  # False: an imported dialogue the model cannot continue
 
     # -- state ---------------------------------------------------------------------------
@@ -91,7 +94,7 @@ class Conversation:
         self.turns = []
         self.masks = {}
         self.kept = set()
-        self.session = None
+        self.chat = None
         self.resumable = True
 
     # -- asking --------------------------------------------------------------------------
@@ -117,16 +120,16 @@ class Conversation:
             )
         return indices
 
-    def _session(self, image: Image.Image):
-        if self.session is None:
+    def _chat(self, image: Image.Image) -> ChatSession:
+        if self.chat is None:
             gar = self.services.gar
-            self.session = gar.chat(image, {})
+            self.chat = gar.chat(image, {})
             for index, mask in sorted(self.masks.items()):
-                self.session.add_region(index, mask)
+                self.chat.add_region(index, mask)
             exchanges = _exchanges(self.turns)
             if exchanges:
-                self.session.replay(exchanges)
-        return self.session
+                self.chat.replay(exchanges)
+        return self.chat
 
     def stream(
         self,
@@ -141,13 +144,13 @@ class Conversation:
         if not question:
             raise InputError("type a question first (mention regions as <Prompt0>, <Prompt1>, ...)")
         indices = self._check(question, regions)
-        session = self._session(image)
+        chat = self._chat(image)
         for index in indices:
             if index not in self.masks:
-                session.add_region(index, regions[index].mask)
+                chat.add_region(index, regions[index].mask)
                 self.masks[index] = regions[index].mask
         stop.clear()
-        stream = session.stream(question, settings, stop=stop)
+        stream = chat.stream(question, settings, stop=stop)
         try:
             first = next(stream, None)  # errors surface here, before the question is recorded
         except BaseException:
@@ -167,7 +170,7 @@ class Conversation:
                 yield answer.text
         finally:
             answer.time = utc_now()
-            self.services.keep_warm(session)
+            self.services.keep_warm(chat)
 
     # -- export and import ---------------------------------------------------------------
 

@@ -148,6 +148,12 @@ class Marking:
     def can_redo(self) -> bool:
         return bool(self._redo)
 
+    @property
+    def history_bytes(self) -> int:
+        """Mask bytes the undo history keeps: packed to bits, so about one bit a pixel a side."""
+        sides = [side for step in self._undo for side in (step.before, step.after) if side is not None]
+        return sum(len(side.bits) for side in sides)
+
     def next_index(self) -> int:
         """The index the next new region takes (lowest free one that is not reserved)."""
         taken = {r.index for r in self.regions} | set(self.reserved())

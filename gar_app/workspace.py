@@ -3,7 +3,7 @@
 The app keeps one ``Workspace`` per browser session and turns every user action into one
 call here (or on its ``marking`` / ``conversation``), so all behaviour can be tested without
 a browser. Marking (``gar_app.marking``: regions, marks, undo) and the conversation
-(``gar_app.conversation``: transcript, the masks it used, the model session) are separate;
+(``gar_app.conversation``: transcript, the masks it used, the model's chat) are separate;
 this class ties them to one image and keeps their shared rules: which tags are still taken,
 whether there is unsaved work, what an export holds. Heavy, shared things (the GAR model,
 the segmenter) live in ``Services``; a Workspace only holds references.
@@ -16,6 +16,7 @@ import weakref
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
@@ -37,6 +38,10 @@ from gar_app.regions import Region, RegionSet
 from gar_app.segment.base import Prompt, Segmenter
 from gar_app.tags import find_tags
 
+if TYPE_CHECKING:  # types only: importing the workspace loads neither torch nor the trackers
+    from gar_app.model.loading import Gar
+    from gar_app.tracking.base import Tracker
+
 ANNOTATION_MODE = (
     "Annotation mode: no GAR checkpoint is loaded, so Describe and the chat are off. "
     "You can still mark regions, type captions and export."
@@ -48,11 +53,9 @@ class Services:
     """What every session shares: the GAR model (None in annotation mode) and the segmenter."""
 
     segmenter: Segmenter
-    gar: object | None = None  # gar_app.model.Gar
+    gar: Gar | None = None
     gar_problem: str | None = None  # why there is no model, shown to people
-    tracker: object | None = (
-        None  # gar_app.tracking Tracker for videos; None: the classical fallback, made when first used
-    )
+    tracker: Tracker | None = None  # for videos; None: the classical fallback, made when first used
     max_live_chats: int = 8  # conversations that keep their KV cache (GPU memory) between turns
     segment_lock: threading.Lock = field(default_factory=threading.Lock)
     _live: OrderedDict = field(default_factory=OrderedDict)
@@ -118,7 +121,7 @@ class Workspace:
         self.marking: Marking | None = None
         self.conversation = Conversation(services)
         self.stop = threading.Event()
-        self._saved = self._progress()
+        self._saved_fingerprint = self._fingerprint()
 
     # -- image ---------------------------------------------------------------------------
 
@@ -164,7 +167,9 @@ class Workspace:
 
     # -- unsaved work --------------------------------------------------------------------
 
-    def _progress(self) -> tuple:
+    def _fingerprint(self) -> tuple:
+        """What saved work is compared by: the marking and its version, the number of turns,
+        the image's hash (cheap to take after every action, unlike an export)."""
         marking = None if self.marking is None else (id(self.marking), self.marking.version)
         return marking, len(self.conversation.turns), self.info and self.info.sha256
 
@@ -172,10 +177,10 @@ class Workspace:
     def unsaved(self) -> bool:
         """Regions or a conversation changed since the image was loaded, imported or exported."""
         has_work = len(self.regions) > 0 or not self.conversation.is_empty
-        return has_work and self._progress() != self._saved
+        return has_work and self._fingerprint() != self._saved_fingerprint
 
     def mark_saved(self) -> None:
-        self._saved = self._progress()
+        self._saved_fingerprint = self._fingerprint()
 
     # -- marks that need the workspace ---------------------------------------------------
 
@@ -189,7 +194,7 @@ class Workspace:
 
     # -- GAR -----------------------------------------------------------------------------
 
-    def require_gar(self):
+    def require_gar(self) -> Gar:
         if self.services.gar is None:
             why = f" (no model: {self.services.gar_problem})" if self.services.gar_problem else ""
             raise InputError(ANNOTATION_MODE + why)
@@ -201,9 +206,9 @@ class Workspace:
         marking = self.require_marking()
         region = marking.regions.get(key)
         self.stop.clear()
-        session = gar.describe_chat(self.image, region.mask)  # the released single-region input
+        chat = gar.describe_chat(self.image, region.mask)  # the released single-region input
         text = ""
-        for piece in session.stream_describe(None, settings, stop=self.stop):
+        for piece in chat.stream_describe(None, settings, stop=self.stop):
             text += piece
             if region.index in marking.regions:
                 marking.set_caption(region.index, text.strip())

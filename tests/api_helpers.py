@@ -5,22 +5,13 @@ from __future__ import annotations
 import base64
 import io
 import threading
-import time
 
 import numpy as np
 from conftest import free_port
+from helpers import wait_until
 from PIL import Image
 
 from gar_app.segment.base import Segmenter, SegmentResult
-
-
-def wait_until(condition, what: str, timeout: float = 120) -> None:
-    """Poll ``condition`` until it holds; fail (saying ``what``) after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    pause = threading.Event()
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting until {what}"
-        pause.wait(0.02)
 
 
 class RunningApi:

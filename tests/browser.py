@@ -168,13 +168,13 @@ def answered(app, image_name: str, turns: int) -> str:
     deadline = time.time() + TIMEOUT / 1000
     while time.time() < deadline:
         conversation = server_session(app, image_name).workspace.conversation
-        session = conversation.session
-        finished = len(conversation.turns) == turns and session is not None and session.turns[-1].finished
+        chat = conversation.chat
+        finished = len(conversation.turns) == turns and chat is not None and chat.turns[-1].finished
         # ...and its event has sent its last update: what the page does next arrives after it
         if finished and app.demo._queue.get_active_worker_count() == 0:
             return conversation.turns[-1].text
         time.sleep(0.05)
-    last = session.turns[-1].finished if session is not None and session.turns else None
+    last = chat.turns[-1].finished if chat is not None and chat.turns else None
     raise AssertionError(
         f"no finished answer number {turns // 2}: {len(conversation.turns)} turns, the last "
         f"finished: {last}, events running: {app.demo._queue.get_active_worker_count()}"

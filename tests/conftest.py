@@ -46,6 +46,13 @@ def chromium() -> str:
     return path
 
 
+@pytest.fixture()
+def no_ambient_sam(monkeypatch, tmp_path):
+    """No SAM checkpoint from the environment or the user's cache: the command's own fallback runs."""
+    monkeypatch.delenv("GAR_APP_SAM_CHECKPOINT", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+
+
 def ellipse(size: tuple[int, int], centre: tuple[float, float], radii: tuple[float, float]):
     """A boolean (H, W) ellipse mask for an image of ``size`` (W, H)."""
     import numpy as np
@@ -138,14 +145,6 @@ def eval_cli(argv: list[str]) -> int:
     add_eval(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(argv)
     return args.run(args)
-
-
-def garbench_items(split: str = "vqa") -> list[dict]:
-    """Items of the shared GARBench sample (vqa / simple / detailed), skipping when absent."""
-    import json
-
-    path = shared_data("garbench", f"{split}_sample.json")
-    return json.loads(path.read_text())
 
 
 def decode_rles(item: dict):

@@ -4,10 +4,8 @@ bad input gives a notice, and the canvas receives compact masks rather than pict
 from __future__ import annotations
 
 import base64
-import html
 import io
 import json
-import re
 import threading
 import time
 from pathlib import Path
@@ -16,6 +14,7 @@ import numpy as np
 import pytest
 from conftest import REPO, RunningApp
 from gradio_client import handle_file
+from helpers import shown
 from PIL import Image, ImageDraw
 
 from gar_app.formats.document import AnnotationDocument, from_json, to_json
@@ -157,11 +156,6 @@ def test_two_sessions_keep_separate_state(gar_app_server):
     assert [t.text for t in one.dialogue if t.role == "user"] == ["What is <Prompt0>?"]
     assert [t.text for t in two.dialogue if t.role == "user"] == ["Compare <Prompt0> with <Prompt1>."]
     assert "Compare" not in str(results["first"]) and "What is" not in str(results["second"])
-
-
-def shown(markup: str) -> str:
-    """The text a person reads in an HTML value (tags dropped, entities decoded)."""
-    return html.unescape(re.sub(r"<[^>]+>", "", markup))
 
 
 def _notice(result) -> str:

@@ -38,7 +38,7 @@ from PIL import Image
 from gar_app.formats.document import from_json
 from gar_app.rle import rle_to_mask
 
-pytestmark = [pytest.mark.browser]
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
 __all__ = ["browser", "page"]  # fixtures from tests/browser.py
 
 
@@ -266,7 +266,7 @@ def test_the_chat_clear_button_clears_the_conversation(page, gar_app_server, tmp
     again = ask("What is <Prompt0>?", 2)
     page.wait_for_function("document.querySelectorAll('#gar-chat .message.user').length === 1")
     conversation = server_session(gar_app_server, cat.name).workspace.conversation
-    assert len(conversation.session.turns) == 2, "the model's conversation holds only the new turn"
+    assert len(conversation.chat.turns) == 2, "the model's conversation holds only the new turn"
     assert again == fresh, "the answer is the one a fresh conversation gives"
 
 

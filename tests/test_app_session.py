@@ -12,20 +12,13 @@ import pytest
 from browser import ARTIFACTS, click_at, launch, load, open_page, server_session, sync_api, unique_copy
 from conftest import REPO, free_port
 from gradio_client import handle_file
+from helpers import wait_until
 
 import app as app_module
 from components.session import Session
 
 CAT = str(REPO / "assets" / "examples" / "cat.jpg")
 GREEDY = ("Greedy (as in the paper)", 0.7, 0.9, 16)
-
-
-def wait_until(condition, seconds: float = 60, what: str = "the condition") -> None:
-    deadline = time.time() + seconds
-    while not condition():
-        if time.time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.1)
 
 
 def sessions(demo) -> list[Session]:
@@ -72,12 +65,15 @@ def test_an_idle_api_session_is_freed_with_its_model_state_and_files(short_lived
     list(client.submit("What is <Prompt0>?", *GREEDY, api_name="/ask"))
     client.predict(api_name="/export")
     session = next(s for s in sessions(short_lived.demo) if s.workspace.conversation.turns)
-    exports = session._exports
-    assert (
-        exports is not None and any(exports.iterdir()) and session.workspace.conversation.session is not None
+    exports = session.export_folder
+    assert exports is not None and any(exports.iterdir()) and session.workspace.conversation.chat is not None
+    # freed (the delete callback) and dropped from Gradio's states: two steps, so wait for both
+    wait_until(
+        lambda: session.workspace.image is None and session not in sessions(short_lived.demo),
+        "the idle session to be freed",
+        timeout=60,
     )
-    wait_until(lambda: session.workspace.image is None, what="the idle session to be freed")
-    assert session.workspace.conversation.session is None and session.workspace.marking is None
+    assert session.workspace.conversation.chat is None and session.workspace.marking is None
     assert not exports.exists(), "its export files are gone"
     assert session not in sessions(short_lived.demo)
 
@@ -90,12 +86,15 @@ def test_exports_replace_the_previous_ones(gar_app_server):
     client.predict(api_name="/new_region")
     client.predict("include", 330, 150, api_name="/mark")
     client.predict(api_name="/export")
-    session = next(s for s in sessions(gar_app_server.demo) if s._exports and len(s.workspace.regions) == 2)
-    assert sorted(p.name for p in session._exports.iterdir()) == ["cat.gar.json", "cat.train.json"]
+    session = next(
+        s for s in sessions(gar_app_server.demo) if s.export_folder and len(s.workspace.regions) == 2
+    )
+    assert sorted(p.name for p in session.export_folder.iterdir()) == ["cat.gar.json", "cat.train.json"]
     assert gar_app_server.demo.delete_cache == app_module.EXPORT_CACHE
 
 
 @pytest.mark.browser
+@pytest.mark.slow
 def test_closing_the_tab_frees_its_session(gar_app_server, tmp_path):
     ARTIFACTS.mkdir(exist_ok=True)
     with sync_api().sync_playwright() as playwright:
@@ -108,9 +107,7 @@ def test_closing_the_tab_frees_its_session(gar_app_server, tmp_path):
         assert session.workspace.image is not None
         page.context.close()
         browser.close()
-    wait_until(
-        lambda: session.workspace.image is None, seconds=90, what="the closed tab's session to be freed"
-    )
+    wait_until(lambda: session.workspace.image is None, "the closed tab's session to be freed", timeout=90)
     assert session.workspace.marking is None
 
 
@@ -197,7 +194,7 @@ def app_process(tiny_gar_dir):
             return False
 
     try:
-        wait_until(up, seconds=180, what="the app to start")
+        wait_until(up, "the app to start", timeout=180)
         yield server, url
     finally:
         server.terminate()
@@ -251,6 +248,7 @@ def reset_peak(pid: int) -> None:
 
 
 @linux_only
+@pytest.mark.slow  # starts the app in its own process
 def test_a_huge_image_or_video_is_refused_by_the_app_without_decoding_it(app_process, tmp_path):
     """The issue's cases through the running app: a 15000x15000 PNG (675 MB decoded) and a video
     of 16000x16000 frames (768 MB a frame) are refused with a notice that names the size, and
@@ -259,8 +257,8 @@ def test_a_huge_image_or_video_is_refused_by_the_app_without_decoding_it(app_pro
 
     from conftest import write_blank_png
     from gradio_client import Client
+    from helpers import shown
     from PIL import Image
-    from test_app import shown
 
     from gar_app.tracking.synthetic import write_mjpeg_avi
 

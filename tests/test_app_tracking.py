@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from gradio_client import handle_file
+from helpers import iou, shown
 from PIL import Image
-from test_app import shown
 from tracking_helpers import SlowTracker, tracking_session
 
 from gar_app.formats.video_document import video_from_json
@@ -40,10 +40,6 @@ def clip(tmp_path_factory):
 
 def notice(result) -> str:
     return shown(result[-1])
-
-
-def iou(a: np.ndarray, b: np.ndarray) -> float:
-    return float((a & b).sum() / max(1, (a | b).sum()))
 
 
 def canvas_mask(canvas: dict, index: int, seen: dict[str, np.ndarray]) -> np.ndarray | None:
@@ -262,6 +258,7 @@ def test_bad_videos_give_a_clear_notice(gar_app_server, tmp_path):
     )
 
 
+@pytest.mark.slow
 def test_cancel_stops_a_running_propagation_and_keeps_the_frames_done(gar_app_server, clip):
     path, synthetic = clip
     path = unique_copy(path)

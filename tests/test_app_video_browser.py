@@ -16,12 +16,13 @@ import uuid
 import numpy as np
 import pytest
 from browser import ARTIFACTS, after, browser, drag, open_page, page, short_answers
+from helpers import iou
 from tracking_helpers import SlowTracker, tracking_session
 
 from gar_app.images import mask_box
 from gar_app.tracking.synthetic import moving_shape_clip, write_clip
 
-pytestmark = [pytest.mark.browser]
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
 __all__ = ["browser", "page"]  # fixtures from tests/browser.py
 
 
@@ -60,10 +61,6 @@ def box_marks(page, mask) -> None:
     x0, y0, x1, y1 = mask_box(mask)
     page.locator("#gar-canvas").scroll_into_view_if_needed()
     drag(page, (x0 - 4, y0 - 4), (x1 + 4, y1 + 4))
-
-
-def iou(a, b) -> float:
-    return float((a & b).sum() / max(1, (a | b).sum()))
 
 
 def test_mark_propagate_scrub_and_see_the_mask_on_a_later_frame(page, gar_app_server, synthetic, tmp_path):

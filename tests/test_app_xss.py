@@ -13,7 +13,7 @@ from gar_app.formats.document import AnnotationDocument, ExportedRegion, ImageIn
 from gar_app.images import load_image
 from gar_app.regions import region_colour
 
-pytestmark = [pytest.mark.browser]
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
 __all__ = ["browser", "page"]  # fixtures from tests/browser.py
 
 PAYLOADS = [

@@ -12,8 +12,9 @@ import sys
 
 import numpy as np
 import pytest
-from api_helpers import noise_image, wait_until
+from api_helpers import noise_image
 from conftest import REPO
+from helpers import wait_until
 from PIL import Image
 from pycocotools import mask as mask_utils
 
@@ -150,6 +151,7 @@ def local_run(killed_and_resumed):
     return by_annotation(killed_and_resumed[1])
 
 
+@pytest.mark.slow  # the killed and resumed run in its own process
 def test_killed_run_resumes_and_captions_every_region_exactly_once(dataset, killed_and_resumed):
     _folder, coco = dataset
     before_kill, records = killed_and_resumed
@@ -157,6 +159,7 @@ def test_killed_run_resumes_and_captions_every_region_exactly_once(dataset, kill
     assert sorted(r["annotation_id"] for r in records) == sorted(a["id"] for a in coco["annotations"])
 
 
+@pytest.mark.slow  # the killed and resumed run in its own process
 def test_every_region_is_captioned_once_as_the_library_captions_it(dataset, local_run, tiny_gar):
     folder, coco = dataset
     assert len(coco["images"]) >= 20
@@ -194,6 +197,7 @@ def test_ray_gives_the_same_captions_as_local(dataset, local_run, tiny_gar_dir):
     assert by_annotation(read_lines(out)) == local_run
 
 
+@pytest.mark.slow  # the killed and resumed run in its own process
 def test_a_torn_last_line_is_dropped_and_its_region_redone(dataset, local_run, tiny_gar_dir, capsys):
     folder, coco = dataset
     lines = [json.dumps(r) + "\n" for r in local_run.values()]
@@ -205,6 +209,7 @@ def test_a_torn_last_line_is_dropped_and_its_region_redone(dataset, local_run, t
     assert by_annotation(read_lines(out)) == local_run
 
 
+@pytest.mark.slow  # the killed and resumed run in its own process
 def test_merge_writes_the_captions_into_the_coco_file(dataset, local_run, tiny_gar_dir):
     folder, coco = dataset
     out = folder / "merge.jsonl"

@@ -18,10 +18,7 @@ from gar_app.cli import main
 FAST = ["--max-new-tokens", "4", "--device", "cpu"]
 
 
-@pytest.fixture(autouse=True)
-def no_ambient_sam(monkeypatch, tmp_path):
-    monkeypatch.delenv("GAR_APP_SAM_CHECKPOINT", raising=False)
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+pytestmark = pytest.mark.usefixtures("no_ambient_sam")
 
 
 @pytest.fixture()

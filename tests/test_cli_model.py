@@ -9,7 +9,8 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import REPO, decode_rles, garbench_items, shared_data
+from conftest import REPO, decode_rles
+from garbench_sample import garbench_items, own_garbench
 from PIL import Image
 
 from gar_app.cli import main
@@ -140,10 +141,11 @@ def test_logprobs_out_of_range_is_one_clear_line(capsys, tiny_gar_dir, scene_fil
     assert code == 2 and f"gar-app: error: {message}" in err and "Traceback" not in err
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("split", ["vqa", "simple", "detailed"])
 def test_ask_runs_on_every_garbench_sample_item(capsys, tmp_path, tiny_gar10_dir, split):
     for item in garbench_items(split):
-        image = shared_data("garbench", item["image"])
+        image = own_garbench() / item["image"]
         paths = []
         for k, mask in enumerate(decode_rles(item)):
             paths.append(tmp_path / f"{item['id']}_{k}.png")
@@ -229,6 +231,7 @@ def test_bad_input_is_one_clear_line(capsys, tiny_gar_dir, inputs, argv, message
     assert "Traceback" not in err
 
 
+@pytest.mark.slow  # loads the model in its own process
 def test_real_process_exits_nonzero_without_traceback(inputs, tiny_gar_dir):
     result = subprocess.run(
         [

@@ -18,10 +18,7 @@ ROCKET = EXAMPLES / "rocket.jpg"
 ROCKET_BOX = "[290, 120, 360, 410]"
 
 
-@pytest.fixture(autouse=True)
-def no_ambient_sam(monkeypatch, tmp_path):
-    monkeypatch.delenv("GAR_APP_SAM_CHECKPOINT", raising=False)
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+pytestmark = pytest.mark.usefixtures("no_ambient_sam")
 
 
 def _run(capsys, *argv):

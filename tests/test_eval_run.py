@@ -1,7 +1,8 @@
 """``gar-app eval run``: items, masks, prompts and the resumable run loop, with a fake predictor.
 
 The loop is tested with plain functions in place of GAR; one test runs the real tiny
-checkpoint end to end once ``gar_app.model`` exists.
+checkpoint end to end. The items are the project's own GARBench-form sample
+(``garbench_sample.py``); one test checks it keeps the form of the shared sample.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import eval_cli, shared_data
+from garbench_sample import own_garbench
 
 from gar_app.errors import InputError
 from gar_app.eval.garbench import (
@@ -30,12 +32,26 @@ from gar_app.eval.garbench import (
 # pycocotools decode calls np.array(copy=False), deprecated under numpy 2; not ours to fix
 
 ROOT = Path(__file__).resolve().parents[1]
-GARBENCH = ROOT.parent / "shared" / "data" / "garbench"
 UNSUPPORTED_AT_5 = {"vqa_340": 7, "vqa_375": 6, "vqa_408": 9}
 
 
 def sample(split: str = "vqa") -> Path:
-    return shared_data("garbench", f"{split}_sample.json")
+    return own_garbench() / f"{split}_sample.json"
+
+
+def form(item: dict) -> tuple:
+    """What the tests rely on: id, fields, question type, number of regions and of choices."""
+    return item["id"], sorted(item), item.get("type"), len(item["mask_rles"]), len(item.get("choices", ()))
+
+
+@pytest.mark.parametrize("split", ["vqa", "simple", "detailed"])
+def test_the_own_sample_has_the_shared_samples_form(split):
+    shared = json.loads(shared_data("garbench", f"{split}_sample.json").read_text())
+    ours = json.loads(sample(split).read_text())
+    assert [form(item) for item in ours] == [form(item) for item in shared]
+    assert load_items(sample(split), split) and load_items(
+        shared_data("garbench", f"{split}_sample.json"), split
+    )
 
 
 class Recorder:
@@ -57,7 +73,13 @@ class Recorder:
 def run(out: Path, predict, max_regions: int = 5):
     items = load_items(sample(), "vqa")
     return run_split(
-        items, predict, out, images_dir=GARBENCH, max_regions=max_regions, model_id="fake", progress=False
+        items,
+        predict,
+        out,
+        images_dir=own_garbench(),
+        max_regions=max_regions,
+        model_id="fake",
+        progress=False,
     )
 
 
@@ -237,6 +259,7 @@ def fake_model_module(calls: list[str]) -> types.ModuleType:
             return types.SimpleNamespace(ask=lambda text, settings=None: calls.append(text) or "A")
 
     module = types.ModuleType("gar_app.model")
+    module.DEFAULT_MODEL = "HaochenWang/GAR-1B"  # read by the CLI's options when first imported
     module.GenerationSettings = lambda **limits: "greedy"
     module.load_gar = lambda model, device=None, dtype=None: calls.append(f"load {model}") or Gar(model)
     return module
@@ -276,7 +299,7 @@ def test_tiny_checkpoint_runs_the_whole_vqa_sample(tmp_path, capsys, request):
     out = tmp_path / "preds.json"
     argv = ["eval", "run", "--split", "vqa", "--no-progress", "--device", "cpu", "--max-new-tokens", "4"]
     argv += ["--model", str(checkpoint), "--annotations", str(sample())]
-    argv += ["--images", str(GARBENCH), "--out", str(out)]
+    argv += ["--images", str(own_garbench()), "--out", str(out)]
     assert main(argv) == 0
     records = json.loads(out.read_text())
     assert [r["id"] for r in records] == [item["id"] for item in json.loads(sample().read_text())]

@@ -195,7 +195,7 @@ def test_follow_up_turns_match_recomputing_from_scratch(tiny_gar64, demo3):
     scratch = tiny_gar.chat(image, masks, reuse_cache=False)
     for question in questions:
         assert cached.ask(question, SHORT) == scratch.ask(question, SHORT)
-    assert cached._ids == scratch._ids
+    assert cached.token_ids == scratch.token_ids
     assert cached.vision_encodings == 1
     assert scratch.vision_encodings == len(questions)
     assert [t.role for t in cached.turns] == ["user", "assistant"] * 3
@@ -269,7 +269,7 @@ def test_a_failure_before_decoding_leaves_the_conversation_as_it_was(tiny_gar, d
     image, masks = demo3
     session = tiny_gar.chat(image, masks)
     first = session.ask("What is <Prompt0>?", SHORT)
-    ids = list(session._ids)
+    ids = session.token_ids
 
     def out_of_memory(*args, **kwargs):
         raise RuntimeError("CUDA out of memory (simulated)")
@@ -278,7 +278,7 @@ def test_a_failure_before_decoding_leaves_the_conversation_as_it_was(tiny_gar, d
     with pytest.raises(RuntimeError, match="out of memory"):
         session.ask("And <Prompt2>?", SHORT)
     monkeypatch.undo()
-    assert session._ids == ids and len(session.turns) == 2 and session._introduced == [0]
+    assert session.token_ids == ids and len(session.turns) == 2 and session.used_regions == [0]
     again = tiny_gar.chat(image, masks)
     assert again.ask("What is <Prompt0>?", SHORT) == first
     assert session.ask("And <Prompt2>?", SHORT) == again.ask("And <Prompt2>?", SHORT)
@@ -298,15 +298,15 @@ def test_replayed_history_is_what_the_next_turn_sees(tiny_gar64, demo3):
     first_prompt = processor.encode(
         processor.first_turn_text(question_prompt("What is <Prompt0>?", {0: processor.region_run(0)})), tiles
     )[0].tolist()
-    assert replayed._ids[: len(first_prompt)] == first_prompt == original._ids[: len(first_prompt)]
+    assert replayed.token_ids[: len(first_prompt)] == first_prompt == original.token_ids[: len(first_prompt)]
 
     reference = tiny_gar64.chat(image, masks, reuse_cache=False)
     reference.replay(exchanges)
     question = "Which of <Prompt0> and <Prompt2> is larger?"
-    history = len(replayed._ids)
+    history = replayed.token_count
     assert replayed.ask(question, SHORT) == reference.ask(question, SHORT)
     assert replayed.vision_encodings == 1 and replayed.holds_cache
-    assert replayed._cache.get_seq_length() > history, "the whole history went into the model"
+    assert replayed.cached_tokens > history, "the whole history went into the model"
 
 
 def test_placeholders_are_never_generated_so_the_conversation_rereads_the_same(tiny_gar_dir, demo3):
@@ -324,7 +324,7 @@ def test_placeholders_are_never_generated_so_the_conversation_rereads_the_same(t
     session.ask(
         "What is <Prompt0>?", GenerationSettings(max_new_tokens=20, do_sample=True, temperature=2.0, seed=0)
     )
-    generated = session._ids[-20:]
+    generated = session.token_ids[-20:]
     assert not set(generated) & gar.processor.placeholder_ids
     session.release_cache()
     assert session.ask("And <Prompt1>?", SHORT) is not None  # re-reads the whole conversation
@@ -334,11 +334,11 @@ def test_a_conversation_never_outgrows_the_model(tiny_gar, demo3, monkeypatch):
     image, masks = demo3
     session = tiny_gar.chat(image, masks)
     session.ask("What is <Prompt0>?", SHORT)
-    used = len(session._ids)
+    used = session.token_count
     monkeypatch.setattr(type(session), "context_length", property(lambda self: used + 40))
     answer_room = 40 - len(tiny_gar.processor.encode(tiny_gar.processor.next_turn_text("More?"))[0])
     session.ask("More?", GenerationSettings(max_new_tokens=500))
-    assert len(session._ids) <= used + 40 and len(session._ids) - used > answer_room - 1
+    assert session.token_count <= used + 40 and session.token_count - used > answer_room - 1
     with pytest.raises(InputError, match="start a new conversation"):
         session.ask("And more?", SHORT)
     assert len(session.turns) == 4

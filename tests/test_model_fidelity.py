@@ -261,7 +261,7 @@ def test_library_describe_is_the_released_single_region_input(tiny_gar, referenc
     chat.describe(settings=GenerationSettings(max_new_tokens=1))
     tiles = tiny_gar.processor.image_inputs(image, {1: mask}).num_tiles
     prompt = reference.ids(DESCRIBE_PROMPT, tiles)[0].tolist()
-    assert chat._ids[: len(prompt)] == prompt
+    assert chat.token_ids[: len(prompt)] == prompt
     assert tiny_gar.describe(image, mask, GenerationSettings(max_new_tokens=4)) == tiny_gar.describe_chat(
         image, mask
     ).describe(1, GenerationSettings(max_new_tokens=4))
@@ -286,14 +286,14 @@ def test_garbench_simple_builds_the_released_input(tiny_gar, reference):
     )
     tiles = tiny_gar.processor.image_inputs(image, {}).num_tiles
     prompt = reference.ids(expected, tiles)[0].tolist()
-    assert sessions[0]._ids[: len(prompt)] == prompt
+    assert sessions[0].token_ids[: len(prompt)] == prompt
 
 
 def test_a_later_turn_brings_a_new_region_in_the_training_format(tiny_gar, reference):
     image, masks = _tall_scene()
     chat = tiny_gar.chat(image, masks)
     chat.ask("What is <Prompt0> holding?", GenerationSettings(max_new_tokens=3))
-    before = len(chat._ids)
+    before = chat.token_count
     chat.ask("What is <Prompt2> doing?", GenerationSettings(max_new_tokens=1))
     chat.ask("<Prompt1>: Describe this masked region in detail.", GenerationSettings(max_new_tokens=1))
     chat.ask("And <Prompt0>?", GenerationSettings(max_new_tokens=1))
@@ -308,11 +308,11 @@ def test_a_later_turn_brings_a_new_region_in_the_training_format(tiny_gar, refer
     header = "<|eot_id|><|start_header_id|>user<|end_header_id|>\n\n"
     answer = "<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n"
     second = turn(f"{header}<Prompt2>: <|reserved_special_token_4|>What is <Prompt2> doing?{answer}")
-    assert chat._ids[before : before + len(second)] == second
+    assert chat.token_ids[before : before + len(second)] == second
     third_at = before + len(second) + 1  # one answer token
     third = turn(
         f"{header}<Prompt1>: <|reserved_special_token_3|>Describe this masked region in detail.{answer}"
     )
-    assert chat._ids[third_at : third_at + len(third)] == third
+    assert chat.token_ids[third_at : third_at + len(third)] == third
     fourth_at = third_at + len(third) + 1
-    assert chat._ids[fourth_at:-1] == turn(f"{header}And <Prompt0>?{answer}")
+    assert chat.token_ids[fourth_at:-1] == turn(f"{header}And <Prompt0>?{answer}")

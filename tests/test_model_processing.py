@@ -2,8 +2,8 @@
 
 Pixels are checked against torchvision's v1 functional resize computed here (the released
 GAR processor's kernel); prompt texts are pinned character for character as the release
-writes them. Behaviour tests use the project's own example photos and regions made here;
-only the GARBench-sample check reads ../shared/data.
+writes them. Behaviour tests use the project's own example photos and regions made here,
+and the project's own GARBench-form sample (``garbench_sample.py``).
 """
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ import shutil
 import numpy as np
 import pytest
 import torch
-from conftest import decode_rles, ellipse, example_scene, garbench_items, shared_data
+from conftest import decode_rles, ellipse, example_scene
+from garbench_sample import garbench_items, own_garbench
 from PIL import Image
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms import functional as v1
@@ -174,10 +175,11 @@ def test_each_region_box_is_its_own_mask(cases):
             assert normalised_box(mask) == pytest.approx(expected), name
 
 
+@pytest.mark.slow
 def test_garbench_sample_inputs(processor):
     """Every GARBench-VQA sample item (1 to 9 regions): image and map tiles on the v1 path."""
     for item in garbench_items("vqa"):
-        image = load_image(shared_data("garbench", item["image"]))
+        image = load_image(own_garbench() / item["image"])
         masks = decode_rles(item)
         inputs = processor.image_inputs(image, dict(enumerate(masks)))
         expected = _v1_tiles(image, inputs.grid, InterpolationMode.BICUBIC)

@@ -8,15 +8,12 @@ import cv2
 import numpy as np
 import pytest
 from conftest import shared_data
+from helpers import iou
 from PIL import Image
 
 from gar_app.errors import CheckpointError, InputError
 from gar_app.images import mask_box
 from gar_app.segment import GrabCutSegmenter, check_prompt, load_segmenter
-
-
-def iou(a: np.ndarray, b: np.ndarray) -> float:
-    return float((a & b).sum() / max(1, (a | b).sum()))
 
 
 def scene(width: int = 360, height: int = 270, seed: int = 0) -> tuple[np.ndarray, dict[str, np.ndarray]]:

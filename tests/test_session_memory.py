@@ -94,4 +94,4 @@ def test_a_released_conversation_answers_like_an_uninterrupted_one(tiny_gar64, s
     assert uninterrupted._feature_map.dtype == torch.float64, (
         "kept in the model's dtype, upcast exactly on use"
     )
-    assert released._ids == uninterrupted._ids
+    assert released.token_ids == uninterrupted.token_ids

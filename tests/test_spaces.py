@@ -9,7 +9,7 @@ import gradio
 import yaml
 from conftest import REPO
 
-from gar_app.model.loading import DEFAULT_MODEL
+from gar_app.model import DEFAULT_MODEL
 
 
 def _front_matter() -> dict:

@@ -7,7 +7,7 @@ import random
 import pytest
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
-from gar_app.model.generation import TextStream
+from gar_app.model.tokens import TextStream
 
 CORPUS = [
     "A green frog-shaped slipper, 日本語のテキスト, ☃ snow, 😀 emoji and café crème.",

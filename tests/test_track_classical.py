@@ -9,6 +9,7 @@ import threading
 import numpy as np
 import pytest
 from conftest import REPO
+from helpers import iou
 
 from gar_app.tracking.classical import ClassicalTracker
 from gar_app.tracking.synthetic import moving_shape_clip, write_clip
@@ -16,10 +17,6 @@ from gar_app.tracking.tracks import VideoTracks
 from gar_app.video import Clip
 
 MIN_SHOWN = 0.05  # a shape with at least this share of its area in the frame counts as visible
-
-
-def iou(a: np.ndarray, b: np.ndarray) -> float:
-    return float((a & b).sum() / max(1, (a | b).sum()))
 
 
 def check_track(tracks: VideoTracks, index: int, truth: list[np.ndarray]) -> list[float]:

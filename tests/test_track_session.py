@@ -11,7 +11,7 @@ import time
 
 import numpy as np
 import pytest
-from test_track_classical import iou
+from helpers import iou
 from tracking_helpers import Copier
 
 from gar_app.errors import InputError

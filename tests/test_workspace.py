@@ -6,7 +6,8 @@ import copy
 
 import numpy as np
 import pytest
-from PIL import Image, ImageDraw
+from helpers import disc_and_square
+from PIL import Image
 
 from gar_app.errors import InputError
 from gar_app.formats.document import VideoFrame, from_dict, from_json, image_info, to_dict, to_json
@@ -19,15 +20,6 @@ from gar_app.workspace import ANNOTATION_MODE, Services, Workspace
 SHORT = GenerationSettings(max_new_tokens=6)
 
 
-def scene() -> Image.Image:
-    """A grey picture with a red disc (left) and a blue square (right)."""
-    image = Image.new("RGB", (160, 100), (128, 128, 128))
-    draw = ImageDraw.Draw(image)
-    draw.ellipse((15, 20, 75, 80), fill=(220, 30, 30))
-    draw.rectangle((100, 25, 145, 70), fill=(30, 30, 220))
-    return image
-
-
 def ask(ws: Workspace, question: str) -> str:
     return list(ws.stream_answer(question, SHORT))[-1]
 
@@ -35,7 +27,7 @@ def ask(ws: Workspace, question: str) -> str:
 @pytest.fixture()
 def ws(tiny_gar) -> Workspace:
     workspace = Workspace(Services(segmenter=GrabCutSegmenter(), gar=tiny_gar))
-    workspace.set_image(scene(), name="scene.png")
+    workspace.set_image(disc_and_square(), name="scene.png")
     return workspace
 
 
@@ -59,7 +51,9 @@ def test_an_image_can_come_with_regions(ws):
     tracked = {0: np.zeros((100, 160), bool), 3: np.zeros((100, 160), bool)}
     tracked[0][20:40, 20:40] = True
     tracked[3][50:70, 100:140] = True
-    ws.set_image(scene(), name="clip_frame00012.png", video=VideoFrame("clip.webm", 12, 0.5), regions=tracked)
+    ws.set_image(
+        disc_and_square(), name="clip_frame00012.png", video=VideoFrame("clip.webm", 12, 0.5), regions=tracked
+    )
     assert ws.regions.tags == ["<Prompt0>", "<Prompt3>"]
     assert np.array_equal(ws.regions[3].mask, tracked[3]) and not ws.marking.can_undo
     assert ws.document().video.frame_index == 12
@@ -91,9 +85,9 @@ def test_a_caption_fills_in_while_it_streams(ws):
 def test_follow_ups_continue_one_conversation(two_regions):
     ws = two_regions
     ask(ws, "How is <Prompt0> placed next to <Prompt1>?")
-    session = ws.conversation.session
+    chat = ws.conversation.chat
     ask(ws, "And <Prompt1>?")
-    assert ws.conversation.session is session and len(session.turns) == 4
+    assert ws.conversation.chat is chat and len(chat.turns) == 4
     assert [t.role for t in ws.conversation.turns] == ["user", "assistant"] * 2
     assert ws.conversation.turns[1].model == ws.services.model_id
     assert ws.conversation.turns[1].decoding["max_new_tokens"] == 6
@@ -106,7 +100,7 @@ def test_new_conversation_forgets_every_turn(two_regions):
     ws.new_conversation()
     again = ask(ws, "What is <Prompt0>?")
     assert again == first, "a fresh conversation answers as the first one did"
-    assert len(ws.conversation.session.turns) == 2 and len(ws.conversation.turns) == 2
+    assert len(ws.conversation.chat.turns) == 2 and len(ws.conversation.turns) == 2
 
 
 def test_editing_a_region_the_conversation_used_is_flagged_and_refused_until_decided(two_regions):
@@ -176,14 +170,14 @@ def test_export_and_restore_bit_identical_and_the_chat_continues(two_regions, ti
     text = to_json(ws.document())
 
     other = Workspace(Services(segmenter=GrabCutSegmenter(), gar=tiny_gar))
-    other.set_image(scene(), name="scene.png")
+    other.set_image(disc_and_square(), name="scene.png")
     other.restore(from_json(text))
     assert to_json(other.document()) == text
     for a, b in zip(ws.regions, other.regions, strict=True):
         assert np.array_equal(a.mask, b.mask) and a.tag == b.tag and a.caption == b.caption
     assert not other.unsaved and not other.marking.can_undo
     ask(other, "And <Prompt0>?")
-    assert len(other.conversation.session.turns) == 4, "the imported exchange is part of the model's context"
+    assert len(other.conversation.chat.turns) == 4, "the imported exchange is part of the model's context"
 
 
 def test_an_imported_dialogue_about_a_missing_region_cannot_go_on(ws, tiny_gar):
@@ -224,7 +218,7 @@ def test_restore_checks_a_document_that_names_its_image_by_file(ws, tmp_path):
     """Such a document was restored onto any image of its size; now the hash is checked too."""
     ws.marking.add_point(45, 50)
     document = ws.document()
-    scene().save(tmp_path / "scene.png")
+    disc_and_square().save(tmp_path / "scene.png")
     document.image = image_info(tmp_path / "scene.png")
     assert document.image.sha256_of == "file"
     ws.set_image(Image.new("RGB", (160, 100), (0, 0, 0)), name="black.png")
@@ -237,7 +231,7 @@ def test_annotation_mode_without_a_model():
     ws = Workspace(Services(segmenter=GrabCutSegmenter()))
     with pytest.raises(InputError, match="load an image first"):
         ws.require_marking()
-    ws.set_image(scene(), name="scene.png")
+    ws.set_image(disc_and_square(), name="scene.png")
     ws.marking.add_point(45, 50)
     ws.marking.set_caption(0, "typed by hand")
     with pytest.raises(InputError, match=ANNOTATION_MODE[:20]):
@@ -252,12 +246,12 @@ def test_only_the_most_recent_conversations_keep_their_cache(tiny_gar):
     services = Services(segmenter=GrabCutSegmenter(), gar=tiny_gar, max_live_chats=2)
     people = [Workspace(services) for _ in range(3)]
     for ws in people:
-        ws.set_image(scene(), name="scene.png")
+        ws.set_image(disc_and_square(), name="scene.png")
         ws.marking.add_point(45, 50)
         ask(ws, "What is <Prompt0>?")
-    assert [ws.conversation.session.holds_cache for ws in people] == [False, True, True]
+    assert [ws.conversation.chat.holds_cache for ws in people] == [False, True, True]
     ask(people[0], "And again <Prompt0>?")  # recomputed, then kept
-    assert [ws.conversation.session.holds_cache for ws in people] == [True, False, True]
+    assert [ws.conversation.chat.holds_cache for ws in people] == [True, False, True]
 
 
 def test_the_segmenter_gets_each_image_once(tiny_gar):
@@ -269,11 +263,11 @@ def test_the_segmenter_gets_each_image_once(tiny_gar):
             super()._set_rgb(rgb)
 
     ws = Workspace(Services(segmenter=Counting(), gar=tiny_gar))
-    ws.set_image(scene(), name="scene.png")
+    ws.set_image(disc_and_square(), name="scene.png")
     ws.marking.add_point(45, 50)
     ws.marking.add_point(50, 55)
     assert Counting.images == 1
-    ws.set_image(scene(), name="again.png")
+    ws.set_image(disc_and_square(), name="again.png")
     ws.marking.add_point(45, 50)
     assert Counting.images == 2
 

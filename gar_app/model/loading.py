@@ -25,13 +25,12 @@ from transformers.initialization import no_init_weights
 from gar_app.devices import default_device, torch_dtype
 from gar_app.errors import CheckpointError
 from gar_app.images import load_image
-from gar_app.model import DEFAULT_MODEL
+from gar_app.model.chat import ChatSession
 from gar_app.model.configuration import GarConfig
-from gar_app.model.decoding import StaticDecoder, resolve_decode
 from gar_app.model.modeling import GarForConditionalGeneration
 from gar_app.model.processing import SINGLE_REGION_INDEX, GarProcessor
-from gar_app.model.session import ChatSession
-from gar_app.model.settings import GenerationSettings
+from gar_app.model.settings import DEFAULT_MODEL, GenerationSettings
+from gar_app.model.static_decode import StaticDecoder, resolve_decode
 
 _HUB_FILES = ["*.json", "*.safetensors", "*.jinja", "*.model", "*.txt"]
 

@@ -21,7 +21,7 @@ Box = tuple[float, float, float, float]
 
 
 class GarForConditionalGeneration(nn.Module):
-    """The GAR network. Prompt building and tiling live in ``processing``; decoding in ``generation``."""
+    """The GAR network. Prompt building and tiling live in ``processing``; token choice and streaming in ``tokens``, chats in ``chat``."""
 
     def __init__(self, config: GarConfig):
         super().__init__()

@@ -1,5 +1,5 @@
-"""How answers are decoded, as plain data: importing it needs no torch (the CLI, the app's
-forms and the API check settings before any model library is loaded)."""
+"""The default checkpoint and how answers are decoded, as plain data: importing it needs no
+torch (the CLI, the app's forms and the API check settings before any model library is loaded)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass
 
 from gar_app.errors import InputError
 
+DEFAULT_MODEL = "HaochenWang/GAR-1B"
 MAX_LOGPROBS = 20
 
 

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from gar_app.errors import GarAppError
-from gar_app.model.generation import TokenLogprob
+from gar_app.model.tokens import TokenLogprob
 from gar_app.serve.conversations import Conversations, conversation_key
 from gar_app.serve.errors import ApiError, bad_request
 from gar_app.serve.request import ChatRequest, Resolved

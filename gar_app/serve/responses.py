@@ -6,7 +6,7 @@ import time
 import uuid
 from collections.abc import Sequence
 
-from gar_app.model.generation import TokenLogprob
+from gar_app.model.tokens import TokenLogprob
 
 
 class Reply:

@@ -1,4 +1,4 @@
-"""A multi-turn conversation about one image and its regions.
+"""A chat with GAR: a multi-turn conversation about one image and its regions.
 
 The first turn encodes the image (with the map of the regions it mentions) once and keeps
 the projected features; every turn extends one KV cache, so a follow-up question only runs
@@ -11,8 +11,9 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 import torch
@@ -21,24 +22,47 @@ from transformers import DynamicCache
 
 from gar_app.errors import InputError
 from gar_app.images import load_mask
-from gar_app.model.generation import TextStream, TokenChooser, TokenLogprob, token_logprob
 from gar_app.model.processing import (
     DESCRIBE_INSTRUCTION,
+    GarProcessor,
     describe_prompt,
     follow_up_prompt,
     normalised_box,
     question_prompt,
 )
 from gar_app.model.settings import GenerationSettings
+from gar_app.model.tokens import TextStream, TokenChooser, TokenLogprob, token_logprob
 from gar_app.tags import check_text, tag
 
 if TYPE_CHECKING:
-    from gar_app.model.loading import Gar
+    from gar_app.model.configuration import GarConfig
+    from gar_app.model.modeling import GarForConditionalGeneration
+    from gar_app.model.static_decode import StaticDecoder
+
+
+class ChatModel(Protocol):
+    """What a chat uses of a loaded GAR (``gar_app.model.loading.Gar``), named here so this
+    module need not import the loader that builds chats."""
+
+    model: GarForConditionalGeneration
+    processor: GarProcessor
+    lock: AbstractContextManager  # serialises model calls
+
+    @property
+    def config(self) -> GarConfig: ...
+
+    @property
+    def prompt_numbers(self) -> int: ...
+
+    def static_decoder(self, length: int) -> StaticDecoder | None: ...
+
+    def forget_cache(self, cache: DynamicCache | None) -> None: ...
 
 
 @dataclass
-class Turn:
-    """One message of the dialogue as people see it (placeholder runs are never shown)."""
+class ChatTurn:
+    """One message of the dialogue as people see it (placeholder runs are never shown);
+    the transcript a person saves is ``gar_app.conversation.Turn``."""
 
     role: str
     text: str
@@ -60,7 +84,7 @@ class ChatSession:
 
     def __init__(
         self,
-        gar: Gar,
+        gar: ChatModel,
         image: Image.Image,
         masks: Sequence[np.ndarray | None] | Mapping[int, np.ndarray],
         reuse_cache: bool = True,
@@ -70,7 +94,7 @@ class ChatSession:
         items = masks.items() if isinstance(masks, Mapping) else enumerate(masks)
         self.masks = {int(k): load_mask(m, size=image.size) for k, m in items if m is not None}
         self.reuse_cache = reuse_cache
-        self.turns: list[Turn] = []
+        self.turns: list[ChatTurn] = []
         self._ids: list[int] = []  # the whole conversation so far, as token ids
         self._pending: list[int] = []  # conversation ids not yet in the cache
         self._cache: DynamicCache | None = None
@@ -147,8 +171,8 @@ class ChatSession:
             self._introduced += [k for k in indices if k not in self._introduced]
             answer_ids = self.gar.processor.tokenizer(answer.strip(), add_special_tokens=False)["input_ids"]
             self._ids += new_ids[0].tolist() + answer_ids
-            self.turns.append(Turn("user", question.strip(), [tag(k) for k in indices]))
-            self.turns.append(Turn("assistant", answer.strip(), finished=time.time()))
+            self.turns.append(ChatTurn("user", question.strip(), [tag(k) for k in indices]))
+            self.turns.append(ChatTurn("assistant", answer.strip(), finished=time.time()))
         self.release_cache()
 
     def add_region(self, index: int, mask: np.ndarray) -> None:
@@ -232,8 +256,8 @@ class ChatSession:
                 self._image_inputs = self._features = self._feature_map = None
             raise
         settings = replace(settings, max_new_tokens=min(settings.max_new_tokens, room))
-        self.turns.append(Turn("user", shown, [tag(k) for k in indices]))
-        answer = Turn("assistant", "", settings=settings.to_dict())
+        self.turns.append(ChatTurn("user", shown, [tag(k) for k in indices]))
+        answer = ChatTurn("assistant", "", settings=settings.to_dict())
         self.turns.append(answer)
         yield from self._generate(step_inputs, settings, answer, stop)
 
@@ -293,14 +317,29 @@ class ChatSession:
         return len(self._ids)
 
     @property
+    def token_ids(self) -> list[int]:
+        """The conversation so far as the model reads it (placeholder runs included): a copy."""
+        return list(self._ids)
+
+    @property
+    def used_regions(self) -> list[int]:
+        """Regions the conversation has brought in, in order; their masks are fixed for it."""
+        return list(self._introduced)
+
+    @property
     def holds_cache(self) -> bool:
         return self._cache is not None
+
+    @property
+    def cached_tokens(self) -> int:
+        """Tokens whose keys and values the KV cache holds (0 once released)."""
+        return 0 if self._cache is None else self._cache.get_seq_length()
 
     def _generate(
         self,
         inputs_embeds: torch.Tensor,
         settings: GenerationSettings,
-        answer: Turn,
+        answer: ChatTurn,
         stop: threading.Event | None,
     ) -> Iterator[str]:
         model = self.gar.model

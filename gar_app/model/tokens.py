@@ -1,4 +1,6 @@
-"""Decoding: settings, choosing the next token, and turning tokens into streamed text."""
+"""An answer's tokens: choosing each one (greedy or sampled), its log-probability, and
+their text as it streams. The loop that runs the model is ``chat``; the static-KV step it
+may replay is ``static_decode``."""
 
 from __future__ import annotations
 

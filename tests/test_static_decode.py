@@ -9,7 +9,7 @@ from conftest import REPO
 from gar_app.errors import InputError
 from gar_app.images import load_image
 from gar_app.model import GenerationSettings, load_gar
-from gar_app.model.decoding import StaticDecoder, resolve_decode
+from gar_app.model.static_decode import StaticDecoder, resolve_decode
 
 CAT = REPO / "assets" / "examples" / "cat.jpg"
 COFFEE = REPO / "assets" / "examples" / "coffee.jpg"
