@@ -34,6 +34,7 @@ from components.memory import limit_arenas
 from components.session import close_session
 from components.style import css
 from gar_app.cli.serve import add_api_options, api_options
+from gar_app.devices import DTYPES
 from gar_app.errors import GarAppError
 from gar_app.model import DEFAULT_MODEL
 from gar_app.workspace import Services
@@ -138,7 +139,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "else the classical OpenCV tracker",
     )
     parser.add_argument("--device", default=None, help="cuda, cpu, mps (default: best available)")
-    parser.add_argument("--dtype", default=None, choices=["bf16", "fp16", "fp32"])
+    parser.add_argument("--dtype", default=None, choices=DTYPES)
     parser.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"))
     parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", 7860)))
     parser.add_argument("--share", action="store_true", help="also serve through a public gradio.live link")

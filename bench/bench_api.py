@@ -29,6 +29,7 @@ sys.path.insert(0, str(REPO))
 
 from bench_model import demo_inputs  # noqa: E402
 
+from gar_app.devices import DTYPES, default_device  # noqa: E402
 from gar_app.model import load_gar  # noqa: E402
 from gar_app.model.tiny import write_tiny_gar  # noqa: E402
 from gar_app.rle import mask_to_rle  # noqa: E402
@@ -72,8 +73,8 @@ def main() -> None:
     )
     parser.add_argument("--model", help="checkpoint folder or Hub id (default: a random checkpoint)")
     parser.add_argument("--random-size", default="tiny", choices=["tiny", "gar-1b"])
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--dtype", default=None, choices=["bf16", "fp16", "fp32"])
+    parser.add_argument("--device", default=default_device())
+    parser.add_argument("--dtype", default=None, choices=DTYPES)
     parser.add_argument("--new-tokens", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()

@@ -30,8 +30,10 @@ from PIL import Image
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from gar_app.devices import DTYPES, default_device, torch_dtype  # noqa: E402
 from gar_app.model import GenerationSettings, load_gar  # noqa: E402
 from gar_app.model import chat as chat_module  # noqa: E402
+from gar_app.model.loading import default_dtype  # noqa: E402
 from gar_app.model.tiny import random_gar, write_tiny_gar  # noqa: E402
 from gar_app.model.tokens import TokenChooser  # noqa: E402
 
@@ -183,9 +185,7 @@ def agreement(a: list[int], b: list[int]) -> str:
 
 
 def build(args):
-    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[
-        args.dtype or ("bf16" if args.device.startswith("cuda") else "fp32")
-    ]
+    dtype = torch_dtype(args.dtype) or default_dtype(args.device)
     started = time.perf_counter()
     if args.model is None and args.in_memory:
         gar = random_gar(args.random_size, device=args.device, dtype=dtype, decode="eager")
@@ -214,8 +214,8 @@ def main() -> None:
     parser.add_argument(
         "--in-memory", action="store_true", help="build the random model without a checkpoint"
     )
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--dtype", default=None, choices=["bf16", "fp16", "fp32"])
+    parser.add_argument("--device", default=default_device())
+    parser.add_argument("--dtype", default=None, choices=DTYPES)
     parser.add_argument("--new-tokens", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--modes", default="eager,static", help="decode paths to compare")

@@ -20,6 +20,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from gar_app.devices import default_device  # noqa: E402
 from gar_app.regions import RegionSet, render_overlay  # noqa: E402
 from gar_app.segment import REGISTRY, GrabCutSegmenter, SamSegmenter, build_sam, load_segmenter  # noqa: E402
 from gar_app.segment.tiny import write_tiny_sam  # noqa: E402
@@ -125,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sam", help="SAM checkpoint to time (default: a tiny random one)")
     parser.add_argument("--random-size", choices=sorted(REGISTRY), help="random SAM of a released size")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--device", default=default_device())
     parser.add_argument("--clicks", type=int, default=20, help="timed clicks with the cached embedding")
     parser.add_argument("--repeats", type=int, default=20, help="timed overlay redraws")
     parser.add_argument(

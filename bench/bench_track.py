@@ -24,6 +24,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from gar_app.devices import DTYPES, torch_dtype  # noqa: E402
 from gar_app.tracking.classical import ClassicalTracker  # noqa: E402
 from gar_app.tracking.sam2 import Sam2Tracker  # noqa: E402
 from gar_app.tracking.sam2_checkpoint import Sam2Checkpoint  # noqa: E402
@@ -180,7 +181,7 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--dtype", default="fp32", choices=["fp32", "bf16", "fp16"])
+    parser.add_argument("--dtype", default="fp32", choices=DTYPES)
     parser.add_argument(
         "--sam2-frames", type=int, default=None, help="frames for SAM 2 (default 2 on CPU, 200 on GPU)"
     )
@@ -189,7 +190,7 @@ def main() -> None:
     parser.add_argument("--long-video", type=Path, help="use this long video instead of generating one")
     parser.add_argument("--huge", action="store_true", help="also time refusing a 16000x16000 video")
     args = parser.parse_args()
-    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[args.dtype]
+    dtype = torch_dtype(args.dtype)
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         bench_fallback(folder)

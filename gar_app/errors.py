@@ -16,3 +16,11 @@ class InputError(GarAppError):
 
 class CheckpointError(GarAppError):
     """A model checkpoint cannot be found, fetched or loaded."""
+
+
+class TooLargeError(InputError):
+    """An input over one of the app's size limits (file bytes, pixels); the API answers 413."""
+
+
+class MaskSizeError(InputError):
+    """A mask whose width and height are not its image's."""

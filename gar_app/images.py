@@ -8,6 +8,7 @@ agree on pixels.
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import warnings
@@ -18,7 +19,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from gar_app.errors import GarAppError, InputError
+from gar_app.errors import GarAppError, InputError, MaskSizeError, TooLargeError
 
 # Size limits, checked on the header before any pixel is decoded (PIL itself only warns
 # between 1x and 2x its own limit and decodes anyway). GAR sees an image as at most 36 tiles
@@ -30,7 +31,7 @@ MAX_FILE_MB_ENV = "GAR_APP_MAX_FILE_MB"
 DEFAULT_MAX_MEGAPIXELS = 50
 DEFAULT_MAX_FILE_MB = 100
 
-ImageSource = str | os.PathLike | Image.Image | np.ndarray
+ImageSource = str | os.PathLike | bytes | Image.Image | np.ndarray
 
 
 def _setting(name: str, default: float) -> float:
@@ -65,44 +66,62 @@ def check_image_size(width: int, height: int, what: str = "the image") -> None:
     limit = max_image_pixels()
     if width * height > limit:
         size = f"{width}x{height} ({width * height / 1e6:.1f} megapixels)"
-        raise InputError(f"{what} is {size}, {_too_large(limit)}")
+        raise TooLargeError(f"{what} is {size}, {_too_large(limit)}")
 
 
 def check_file_size(path: str | os.PathLike, what: str = "the file") -> None:
     """Refuse a file larger than the limit before reading it."""
-    size, limit = os.path.getsize(path), max_file_bytes()
+    check_byte_count(os.path.getsize(path), what)
+
+
+def check_byte_count(size: int, what: str = "the file") -> None:
+    """Refuse ``size`` bytes of file or upload when they are more than the limit."""
+    limit = max_file_bytes()
     if size > limit:
-        raise InputError(
+        raise TooLargeError(
             f"{what} is {size / 2**20:.1f} MB, more than the {limit / 2**20:g} MB this app reads "
             f"(raise ${MAX_FILE_MB_ENV} to allow it)"
         )
 
 
-def _open(source: str | os.PathLike, what: str) -> Image.Image:
-    """Open and decode a file, checking its size and its header's pixel count first."""
-    path = Path(source)
-    if not path.exists():
-        raise InputError(f"{what} file not found: {path}")
-    if path.is_dir():
-        raise InputError(f"{what} path is a folder, not a file: {path}")
-    check_file_size(path, f"{what} {path.name}")
+def open_image(source: str | os.PathLike | bytes, what: str = "Image", decode: bool = True) -> Image.Image:
+    """The one way the app opens an image file or encoded bytes: the byte count, then the pixel
+    count from the header, are checked before any pixel is decoded; then it is decoded here,
+    so a damaged file fails here, as one ``InputError`` (``TooLargeError`` over a limit).
+
+    ``what`` starts the messages: "Image", "Mask" (a path's file name follows it).
+    ``decode=False`` stops after the header's checks (a gallery reading sizes, or decoding a
+    reduced preview itself); the caller closes the image.
+    """
+    if isinstance(source, bytes):
+        check_byte_count(len(source), what)
+        name, stream = what, io.BytesIO(source)
+    else:
+        path = Path(source)
+        if not path.exists():
+            raise InputError(f"{what} file not found: {path}")
+        if path.is_dir():
+            raise InputError(f"{what} path is a folder, not a file: {path}")
+        name, stream = f"{what} {path.name}", path
+        check_file_size(path, name)
     limit = max_image_pixels()
     if Image.MAX_IMAGE_PIXELS is not None and limit > Image.MAX_IMAGE_PIXELS:
         Image.MAX_IMAGE_PIXELS = limit  # PIL's own guard (it raises beyond 2x) stays, never below ours
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # refused below, more clearly
-            image = Image.open(path)  # reads the header only
+            image = Image.open(stream)  # reads the header only
         with _closed_on_error(image):
-            check_image_size(image.width, image.height, f"{what} {path.name}")
-            image.load()
+            check_image_size(image.width, image.height, name)
+            if decode:
+                image.load()
     except Image.DecompressionBombError as error:  # PIL refused the header itself (over 2x its own limit)
         pixels = re.search(r"\((\d+) pixels\)", str(error))
         size = f"{int(pixels[1]) / 1e6:.1f} megapixels, " if pixels else ""
-        raise InputError(f"{what} {path.name} has {size}{_too_large(limit)}") from None
+        raise TooLargeError(f"{name} has {size}{_too_large(limit)}") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
         raise InputError(
-            f"cannot read {what.lower()} {path.name}: not a valid image (damaged, or a format Pillow cannot read)"
+            f"cannot read {name[0].lower()}{name[1:]}: not a valid image (damaged, or a format Pillow cannot read)"
         ) from None
     return image
 
@@ -167,8 +186,8 @@ def to_rgb(image: Image.Image | np.ndarray) -> Image.Image:
 
 def load_image(source: ImageSource) -> Image.Image:
     """Open a path, PIL image or array as the RGB image the app works on."""
-    if isinstance(source, (str, os.PathLike)):
-        image = ImageOps.exif_transpose(_open(source, "Image"))
+    if isinstance(source, (str, os.PathLike, bytes)):
+        image = ImageOps.exif_transpose(open_image(source, "Image"))
     else:
         _check_in_memory(source, "the image")
         image = source
@@ -176,6 +195,16 @@ def load_image(source: ImageSource) -> Image.Image:
     if rgb.width < 1 or rgb.height < 1:
         raise InputError("image is empty (0 pixels)")
     return rgb
+
+
+def check_mask_shape(
+    shape: tuple[int, ...], width: int, height: int, name: str = "the mask", image: str = "the image"
+) -> None:
+    """Refuse a mask (of array ``shape``, rows first) that is not ``width`` x ``height``, in the
+    one wording every reader uses: "the mask is 10x10 but the image is 64x48"."""
+    rows, columns = int(shape[0]), int(shape[1])
+    if (columns, rows) != (int(width), int(height)):
+        raise MaskSizeError(f"{name} is {columns}x{rows} but {image} is {width}x{height}")
 
 
 class MaskResizedWarning(UserWarning):
@@ -224,8 +253,8 @@ def load_mask(
     aspect ratio is an ``InputError``.
     """
     name = f"mask {Path(source).name}" if isinstance(source, (str, os.PathLike)) else "the mask"
-    if isinstance(source, (str, os.PathLike)):
-        source = _open(source, "Mask")
+    if isinstance(source, (str, os.PathLike, bytes)):
+        source = open_image(source, "Mask")
     else:
         _check_in_memory(source, name)
     if isinstance(source, Image.Image):

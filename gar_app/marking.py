@@ -23,6 +23,7 @@ import cv2
 import numpy as np
 
 from gar_app.errors import InputError
+from gar_app.images import check_mask_shape
 from gar_app.regions import Region, RegionSet
 from gar_app.segment.base import Prompt, check_prompt
 from gar_app.tags import tag
@@ -244,10 +245,7 @@ class Marking:
     def add_scribble(self, stroke: np.ndarray) -> Region:
         """A whole drawn stroke mask (H x W, non-zero where drawn) joins the current scribble."""
         stroke = np.asarray(stroke) != 0
-        if stroke.shape != (self.size[1], self.size[0]):
-            raise InputError(
-                f"the scribble is {stroke.shape[1]}x{stroke.shape[0]}, the image {self.size[0]}x{self.size[1]}"
-            )
+        check_mask_shape(stroke.shape, *self.size, "the scribble")
         if not stroke.any():
             raise InputError("the scribble is empty: draw over the object with the brush first")
         before = self._prompt()
@@ -265,10 +263,7 @@ class Marking:
     def set_mask(self, mask: np.ndarray) -> Region:
         """An uploaded mask becomes (or replaces) the current region as it is."""
         mask = np.asarray(mask) != 0
-        if mask.shape != (self.size[1], self.size[0]):
-            raise InputError(
-                f"the mask is {mask.shape[1]}x{mask.shape[0]}, the image {self.size[0]}x{self.size[1]}"
-            )
+        check_mask_shape(mask.shape, *self.size)
         if not mask.any():
             raise InputError("the uploaded mask is empty (no non-zero pixel)")
         return self._apply(Prompt(), mask=mask, source="mask")

@@ -22,19 +22,19 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 from functools import cached_property
-from typing import Literal
+from typing import Literal, get_args
 
 import cv2
 import numpy as np
 from PIL import Image
 
 from gar_app.errors import InputError
-from gar_app.images import ImageSource, load_image, mask_box
+from gar_app.images import ImageSource, check_mask_shape, load_image, mask_box
 from gar_app.segment.base import Prompt
 from gar_app.tags import parse_tag, tag
 
 RegionSource = Literal["points", "box", "scribble", "mask"]
-SOURCES = ("points", "box", "scribble", "mask")
+SOURCES: tuple[str, ...] = get_args(RegionSource)  # how a region can be made, in both document kinds
 
 # Red, green, blue as in the GAR paper's figures, then colours far apart from them and each other.
 REGION_COLOURS: tuple[str, ...] = (
@@ -127,10 +127,8 @@ def _as_mask(mask: ImageSource, shape: tuple[int, int] | None) -> np.ndarray:
         array = load_mask(mask)
     else:
         raise InputError(f"a region mask must be an image or a 2-D array, not {type(mask).__name__}")
-    if shape is not None and array.shape != shape:
-        raise InputError(
-            f"the mask is {array.shape[1]}x{array.shape[0]} but the image is {shape[1]}x{shape[0]}"
-        )
+    if shape is not None:
+        check_mask_shape(array.shape, shape[1], shape[0])
     if not array.any():
         raise InputError("the mask is empty: nothing was selected, so there is no region to add")
     array = array.copy()
@@ -308,11 +306,7 @@ def render_overlay(
     chosen = None if selected is None else parse_tag(selected)
     ordered = sorted(regions, key=lambda r: (r.index == chosen, r.index))
     for region in ordered:
-        if region.mask.shape != (height, width):
-            raise InputError(
-                f"{region.tag}'s mask is {region.mask.shape[1]}x{region.mask.shape[0]}, "
-                f"the image {width}x{height}"
-            )
+        check_mask_shape(region.mask.shape, width, height, f"{region.tag}'s mask")
     alpha = float(np.clip(alpha, 0.0, 1.0))
     line = max(1, round(min(height, width) / 400))
     for region in ordered:  # fill: blend the box with the colour, keep the blend where the mask is

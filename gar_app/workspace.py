@@ -240,7 +240,7 @@ class Workspace:
             regions.append(
                 ExportedRegion(
                     index=region.index,
-                    colour=region.colour.lower(),
+                    colour=region.colour,
                     source=region.source,
                     mask=region.mask,
                     caption=region.caption,

@@ -37,8 +37,9 @@ ROOTS = ("gar_app", "components", "app.py")
 Layers = list[tuple[str, list[str]]]  # (what the layer holds, its entries)
 LAYERS: Layers = [
     (
-        "foundations: errors, the region tags, the package itself",
-        ["gar_app", "gar_app.errors", "gar_app.tags"],
+        "foundations: errors, the region tags, the package itself, devices and dtypes, "
+        "atomic result files, terminal progress",
+        ["gar_app", "gar_app.errors", "gar_app.tags", "gar_app.devices", "gar_app.files", "gar_app.progress"],
     ),
     (
         "pixels and masks: images, COCO RLE, video frames, the region set and the marks "

@@ -278,3 +278,15 @@ def test_a_file_that_is_not_coco_is_refused(tmp_path, tiny_gar_dir, capsys):
     (tmp_path / "images").mkdir()
     assert main(batch_args(tmp_path, tiny_gar_dir, tmp_path / "x.jsonl")) == 2
     assert "not a COCO instances file" in capsys.readouterr().err
+
+
+def test_progress_is_drawn_on_stderr_unless_turned_off(dataset, local_run, tiny_gar_dir, capsys):
+    folder, _coco = dataset
+    out = folder / "progress.jsonl"
+    out.write_text("".join(json.dumps(r) + "\n" for r in local_run.values()))  # all done: no model needed
+    count = len(local_run)
+    assert main(batch_args(folder, "no-such-model", out)) == 0
+    captured = capsys.readouterr()
+    assert "batch: 100%" in captured.err and f"{count}/{count} [" in captured.err and captured.out == ""
+    assert main([*batch_args(folder, "no-such-model", out), "--no-progress"]) == 0
+    assert "batch:" not in capsys.readouterr().err

@@ -5,13 +5,12 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+from dataclasses import replace
 from datetime import datetime
 
 import numpy as np
 import pytest
-from conftest import shared_data
 from PIL import Image
-from pycocotools import mask as mask_utils
 
 from gar_app.conversation import Turn, utc_now
 from gar_app.errors import InputError
@@ -28,76 +27,9 @@ from gar_app.formats.document import (
     to_json,
 )
 from gar_app.formats.training import to_training_records
-from gar_app.rle import _counts_from_text, mask_to_rle, rle_to_mask
+from gar_app.regions import region_colour
+from gar_app.rle import rle_to_mask
 from gar_app.tags import tags_in
-
-
-def _runs(mask: np.ndarray) -> list[int]:
-    """COCO run lengths (column-major, starting with zeros), computed independently."""
-    flat = np.asarray(mask, bool).flatten(order="F")
-    edges = np.flatnonzero(np.diff(flat.astype(np.int8))) + 1
-    runs = np.diff(np.concatenate([[0], edges, [flat.size]])).tolist()
-    return ([0] + runs) if flat[0] else runs
-
-
-def _masks() -> list[np.ndarray]:
-    rng = np.random.default_rng(7)
-    masks = [
-        rng.random(shape) < p
-        for shape, p in [((17, 23), 0.5), ((31, 5), 0.1), ((1, 7), 0.5), ((13, 1), 0.5), ((64, 65), 0.9)]
-    ]
-    masks += [np.zeros((9, 11), bool), np.ones((9, 11), bool), np.zeros((1, 1), bool), np.ones((1, 1), bool)]
-    border = np.ones((10, 7), bool)
-    border[1:-1, 1:-1] = False
-    masks.append(border)  # touches every edge
-    for y, x in [(0, 0), (0, 10), (8, 0), (8, 10), (4, 5)]:
-        one = np.zeros((9, 11), bool)
-        one[y, x] = True
-        masks.append(one)  # a single pixel, corners included
-    return masks
-
-
-@pytest.mark.parametrize("mask", _masks(), ids=lambda m: f"{m.shape[0]}x{m.shape[1]}-{int(m.sum())}")
-def test_rle_round_trip_is_bit_identical(mask):
-    rle = mask_to_rle(mask)
-    assert rle["size"] == list(mask.shape) and isinstance(rle["counts"], str)
-    assert _counts_from_text(rle["counts"]) == _runs(mask)
-    back = rle_to_mask(json.loads(json.dumps(rle)))
-    assert back.dtype == bool and back.flags.c_contiguous and np.array_equal(back, mask)
-    assert np.array_equal(rle_to_mask({"size": rle["size"], "counts": rle["counts"].encode()}), mask)
-    assert np.array_equal(rle_to_mask({"size": rle["size"], "counts": _runs(mask)}), mask)
-    assert mask_to_rle(mask.astype(np.uint8) * 255) == rle
-
-
-@pytest.mark.parametrize(
-    ("rle", "message"),
-    [
-        ({"size": [3, 5], "counts": "0"}, "do not cover a 3x5"),
-        ({"size": [3, 5], "counts": ""}, "do not cover"),
-        ({"size": [3, 5], "counts": "zz"}, "character"),
-        ({"size": [3, 5], "counts": "W"}, "middle of a number"),
-        ({"size": [3, 5], "counts": [4, -1, 12]}, "do not cover"),
-        ({"size": [3, 5], "counts": [4, 1.5, 10]}, "string or a list of integers"),
-        ({"size": [10**6, 10**6], "counts": "717"}, "larger than the app accepts"),
-        ({"size": "3x5", "counts": "717"}, "size must be"),
-        ({"size": [3, True], "counts": "717"}, "size must be"),
-        ({"counts": "717"}, "'size' and 'counts'"),
-        ([3, 5], "'size' and 'counts'"),
-    ],
-)
-def test_bad_rle_is_refused(rle, message):
-    with pytest.raises(InputError, match=message):
-        rle_to_mask(rle)
-
-
-def test_garbench_rles_decode_like_pycocotools():
-    items = json.loads(shared_data("garbench", "vqa_sample.json").read_text())
-    rles = [rle for item in items for rle in item["mask_rles"]]
-    assert rles
-    for rle in rles:
-        ours = rle_to_mask(rle)
-        assert np.array_equal(ours, mask_utils.decode({**rle, "counts": rle["counts"].encode()}) != 0)
-        assert mask_to_rle(ours) == {"size": list(rle["size"]), "counts": rle["counts"]}
 
 
 def _document() -> AnnotationDocument:
@@ -182,6 +114,18 @@ def test_document_fields():
         ["<Prompt3>"],
     ]
     assert data["dialogue"][1]["decoding"]["temperature"] == 0.7
+
+
+def test_colours_are_written_in_one_case_and_read_in_either():
+    """Image and video documents write '#rrggbb' in lower case (the palette is upper case);
+    files written before, in upper case, still import."""
+    doc = _document()
+    doc.regions[0] = replace(doc.regions[0], colour=region_colour(0))
+    assert region_colour(0) == "#FF0000"
+    data = json.loads(to_json(doc))
+    assert [r["colour"] for r in data["regions"]] == ["#ff0000", "#00ff00", "#0000ff", "#ffe119"]
+    data["regions"][1]["colour"] = "#00FF00"
+    assert json.loads(to_json(from_json(json.dumps(data))))["regions"][1]["colour"] == "#00ff00"
 
 
 def test_tags_and_time():

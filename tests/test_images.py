@@ -9,15 +9,17 @@ import pytest
 from conftest import write_blank_png
 from PIL import Image, ImageFile
 
-from gar_app.errors import GarAppError, InputError
+from gar_app.errors import GarAppError, InputError, MaskSizeError, TooLargeError
 from gar_app.images import (
     DEFAULT_MAX_MEGAPIXELS,
     MaskResizedWarning,
+    check_mask_shape,
     fit_mask,
     load_image,
     load_mask,
     mask_box,
     max_image_pixels,
+    open_image,
 )
 from gar_app.model import GenerationSettings
 
@@ -205,3 +207,41 @@ def test_a_raised_limit_lets_pil_decode_larger_images(tmp_path, monkeypatch):
     monkeypatch.setattr(ImageFile.ImageFile, "load", stop_before_decoding)  # 675 MB: not in a test
     with pytest.raises(RuntimeError, match=r"decoding \(15000, 15000\)"):
         load_image(path)
+
+
+def test_encoded_bytes_go_through_the_same_checks_as_files(tmp_path, monkeypatch, decodes):
+    """The API's data URLs are bytes: the one opener refuses them on the header, like a file."""
+    huge = write_blank_png(tmp_path / "huge.png", 15000, 15000).read_bytes()
+    for load in (load_image, load_mask):
+        with pytest.raises(TooLargeError, match="has 225.0 megapixels, more than the 50 megapixels"):
+            load(huge)
+    assert decodes == []
+    with pytest.raises(InputError, match="cannot read the mask: not a valid image"):
+        open_image(b"\x89PNG\r\n\x1a\n garbage", "the mask")
+    path = tmp_path / "small.png"
+    Image.fromarray(np.full((30, 40), 255, np.uint8)).save(path)
+    assert load_image(path.read_bytes()).size == (40, 30) and load_mask(path.read_bytes()).all()
+    monkeypatch.setenv("GAR_APP_MAX_FILE_MB", str(len(path.read_bytes()) / 2**20 / 2))
+    with pytest.raises(TooLargeError, match=r"the image is 0.0 MB, more than the .* MB this app reads"):
+        open_image(path.read_bytes(), "the image")
+
+
+@pytest.mark.parametrize(
+    ("shape", "size", "name", "image", "message"),
+    [
+        ((10, 10), (40, 30), "the mask", "the image", "the mask is 10x10 but the image is 40x30"),
+        ((30, 40, 3), (30, 40), "the scribble", "the image", "the scribble is 40x30 but the image is 30x40"),
+        (
+            (9, 8),
+            (8, 8),
+            "frames[2].mask",
+            "each video frame",
+            "frames[2].mask is 8x9 but each video frame is 8x8",
+        ),
+    ],
+)
+def test_one_mask_size_check_with_one_wording(shape, size, name, image, message):
+    check_mask_shape((size[1], size[0]), *size)  # the image's own size passes
+    with pytest.raises(MaskSizeError) as caught:
+        check_mask_shape(shape, *size, name, image)
+    assert str(caught.value) == message

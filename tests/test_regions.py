@@ -231,7 +231,7 @@ def test_render_accepts_pil_images_and_checks_sizes():
     regions.add(square(0, 0, 5, 5))
     out = render_overlay(Image.new("RGBA", (40, 30), (0, 0, 255, 255)), regions, labels=False)
     assert out.shape == (30, 40, 3) and out[20, 20].tolist() == [0, 0, 255]
-    with pytest.raises(InputError, match="<Prompt0>'s mask is 40x30, the image 50x30"):
+    with pytest.raises(InputError, match="<Prompt0>'s mask is 40x30 but the image is 50x30"):
         render_overlay(np.zeros((30, 50, 3), np.uint8), regions)
     assert render_overlay(np.zeros((30, 40, 3), np.uint8), []).sum() == 0
 

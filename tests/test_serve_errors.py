@@ -111,7 +111,7 @@ GOOD = [image_part(IMAGE), rle_part(0, MASK)]
         (
             [image_part(IMAGE), rle_part(0, np.ones((10, 10), bool)), text_part("<Prompt0>?")],
             "mask_size",
-            "[48, 64]",
+            "mask is 10x10 but the image is 64x48",
         ),
         (
             [

@@ -37,7 +37,8 @@ def test_box_on_a_frame_tracked_with_the_fallback(shape_clip, tmp_path, capsys):
         str(out),
     )
     assert code == 0, err
-    assert "classical OpenCV tracker" in err and "--sam2" in err and "23/23 frames" in err  # the progress bar
+    assert "classical OpenCV tracker" in err and "--sam2" in err
+    assert "tracking: 100%" in err and "23/23 [" in err, err  # the progress bar, finished
     document = json.loads(out.read_text())
     assert document["video"] == {"name": "shapes.mp4", "width": 192, "height": 144, "fps": 12.0, "frames": 24}
     (region,) = document["regions"]
@@ -71,9 +72,11 @@ def test_mask_file_and_a_frame_between_samples(shape_clip, tmp_path, capsys):
         "4",
         "--out",
         str(out),
+        "--no-progress",
     )
     assert code == 0, err
     assert "frame 7 is not among the processed frames; marking frame 0" in err  # samples: 0, 16, 31, 47
+    assert "tracking:" not in err and "%|" not in err  # no progress bar
     frames = json.loads(out.read_text())["regions"][0]["frames"]
     assert [f["index"] for f in frames] == [0, 16, 31, 47] and all(f["mask"] for f in frames)
 

@@ -78,7 +78,7 @@ def test_document_form(tracked):
         {"fps_cap": 6.0, "max_frames": None},
     )
     first = data["regions"][0]
-    assert (first["tag"], first["colour"], first["anchor"]) == ("<Prompt0>", region_colour(0), 8)
+    assert (first["tag"], first["colour"], first["anchor"]) == ("<Prompt0>", "#ff0000", 8)
     assert [k["index"] for k in first["keyframes"]] == [8, 36]
     assert [f["index"] for f in first["frames"]] == list(range(0, 48, 2))
     assert first["frames"][5]["time"] == pytest.approx(10 / 12)

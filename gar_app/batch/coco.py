@@ -60,14 +60,12 @@ def read_coco(path: str | os.PathLike) -> dict[str, Any]:
     return data
 
 
-def segmentation_mask(segmentation: Any, height: int, width: int) -> np.ndarray:
+def segmentation_mask(
+    segmentation: Any, height: int, width: int, where: str = "the segmentation"
+) -> np.ndarray:
     """A boolean H x W mask from a COCO segmentation: RLE (compressed or not) or polygons."""
     if isinstance(segmentation, dict):
-        if segmentation.get("size") != [height, width]:
-            raise InputError(
-                f"the RLE's size {segmentation.get('size')} is not the image's [{height}, {width}]"
-            )
-        return rle_to_mask(segmentation)
+        return rle_to_mask(segmentation, where, (height, width))
     valid = (
         isinstance(segmentation, list)
         and segmentation

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from gar_app.errors import InputError
+from gar_app.files import sync_folder
 
 
 class Journal:
@@ -54,7 +55,7 @@ class Journal:
             self.done.add(key)
             self.records.append(record)
         if not existed:
-            _fsync_folder(self.path.parent)  # the new file's name survives a power cut too
+            sync_folder(self.path.parent)  # the new file's name survives a power cut too
         return self.done
 
     def write(self, record: dict) -> bool:
@@ -83,23 +84,3 @@ class Journal:
 
     def __exit__(self, *exc) -> None:
         self.close()
-
-
-def _fsync_folder(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def write_json_atomically(path: str | os.PathLike, document: dict) -> None:
-    """Write ``document`` to ``path`` so that readers see the old file or the whole new one."""
-    path = Path(path)
-    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(temporary, "w", encoding="utf-8") as handle:
-        json.dump(document, handle, ensure_ascii=False)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
-    _fsync_folder(path.parent)

@@ -33,11 +33,11 @@ def _merge(data: dict, records: list[dict]) -> dict:
 
 
 def run_batch(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
     from gar_app.batch import coco
-    from gar_app.batch.journal import Journal, write_json_atomically
+    from gar_app.batch.journal import Journal
     from gar_app.batch.worker import BatchOptions
+    from gar_app.files import write_json_atomically
+    from gar_app.progress import progress_bar
 
     if args.workers is not None and args.ray is None:
         raise InputError("--workers sets the number of Ray workers; add --ray (local mode runs one process)")
@@ -65,7 +65,9 @@ def run_batch(args: argparse.Namespace) -> int:
             from gar_app.batch.ray_runner import results as ray_results
 
             results = partial(ray_results, address=args.ray or None, workers=args.workers)
-        with tqdm(total=len(items), initial=len(items) - len(todo), unit=unit, file=sys.stderr) as progress:
+        with progress_bar(
+            what="batch", unit=unit, total=len(items), done=len(items) - len(todo), shown=not args.no_progress
+        ) as progress:
             for result in results(todo, options):
                 if "error" in result:
                     failures.append((result["key"], result["error"]))
@@ -126,4 +128,5 @@ def add_batch(commands: argparse._SubParsersAction) -> None:
         "--max-new-tokens", type=int, default=1024, help="longest caption in tokens (default 1024)"
     )
     parser.add_argument("--prompt", help="instruction instead of 'Describe this masked region in detail.'")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(run=run_batch)

@@ -12,7 +12,7 @@ import os
 import sys
 from pathlib import Path
 
-from gar_app.cli.options import DTYPES
+from gar_app.devices import DTYPES
 from gar_app.errors import GarAppError, InputError
 from gar_app.eval import scoring
 from gar_app.eval.garbench import (

@@ -12,11 +12,8 @@ import math
 import sys
 from pathlib import Path
 
+from gar_app.devices import DTYPES
 from gar_app.errors import InputError
-
-# The weight dtypes ``load_gar`` takes by name.
-DTYPES = ("bf16", "fp16", "fp32")
-
 
 OVERLAY_FORMATS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 

@@ -78,9 +78,8 @@ def run_import(args: argparse.Namespace) -> int:
 
 
 def run_describe(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
     from gar_app.model.settings import GenerationSettings
+    from gar_app.progress import progress_bar
     from gar_app.project.describe_all import DescribeAll
 
     settings = GenerationSettings(max_new_tokens=args.max_new_tokens)
@@ -93,7 +92,7 @@ def run_describe(args: argparse.Namespace) -> int:
         job = DescribeAll(
             project, gar, settings, redo_model_captions=args.redo_model_captions, instruction=args.prompt
         )
-        with tqdm(total=todo, unit="region", file=sys.stderr) as bar:
+        with progress_bar(what="describing", unit="region", total=todo, shown=not args.no_progress) as bar:
 
             def report(progress) -> None:
                 bar.n = progress.done + progress.skipped + progress.failed
@@ -160,6 +159,7 @@ def add_project(commands: argparse._SubParsersAction) -> None:
         "--max-new-tokens", type=int, default=1024, help="longest caption in tokens (default 1024)"
     )
     describe.add_argument("--prompt", help="instruction instead of 'Describe this masked region in detail.'")
+    describe.add_argument("--no-progress", action="store_true", help="no progress bar")
     describe.add_argument(
         "--redo-model-captions",
         action="store_true",

@@ -7,8 +7,9 @@ the ``gar-app`` parser stays fast.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
+
+from gar_app.devices import DTYPES
 
 
 def add_track(commands: argparse._SubParsersAction) -> None:
@@ -35,13 +36,14 @@ def add_track(commands: argparse._SubParsersAction) -> None:
         "(e.g. facebook/sam2.1-hiera-tiny); without it, the classical OpenCV tracker",
     )
     parser.add_argument("--device", default=None, help="cuda, cpu, ... for SAM 2 (default: best available)")
-    parser.add_argument("--dtype", default=None, choices=["bf16", "fp16", "fp32"], help="SAM 2 weights dtype")
+    parser.add_argument("--dtype", default=None, choices=DTYPES, help="SAM 2 weights dtype")
     parser.add_argument("--fps", type=float, default=None, help="process at most this many frames per second")
     parser.add_argument(
         "--max-frames", type=int, default=None, help="process at most this many frames, spread over the video"
     )
     parser.add_argument("--out", required=True, help="where to write the tracks (JSON)")
     parser.add_argument("--preview", help="also write the video with the region drawn on it here (.webm)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(run=run_track)
 
 
@@ -58,37 +60,14 @@ def _prompt(args: argparse.Namespace):
     return Prompt(points=points, labels=labels, box=box)
 
 
-class _Progress:
-    """A one-line progress bar on stderr, redrawn at most a few times a second."""
-
-    def __init__(self, what: str):
-        self.what = what
-        self._shown = 0.0
-
-    def __call__(self, done: int, total: int) -> None:
-        import time
-
-        now = time.monotonic()
-        if done < total and now - self._shown < 0.2:
-            return
-        self._shown = now
-        width = 30
-        filled = width * done // max(1, total)
-        end = "\n" if done >= total else ""
-        print(
-            f"\r{self.what} [{'#' * filled}{'.' * (width - filled)}] {done}/{total} frames",
-            end=end,
-            file=sys.stderr,
-            flush=True,
-        )
-
-
 def run_track(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from gar_app.errors import InputError
+    from gar_app.files import write_json_atomically
     from gar_app.formats.video_document import track_summary
     from gar_app.images import load_mask
+    from gar_app.progress import ProgressCallback
     from gar_app.tracking import load_tracker, open_video
     from gar_app.tracking.document import tracks_document
     from gar_app.tracking.tracks import VideoTracks
@@ -127,9 +106,10 @@ def run_track(args: argparse.Namespace) -> int:
         )
     tracks = VideoTracks(clip, tracker)
     tracks.add_region(position, mask=mask, prompt=prompt)
-    tracks.propagate(progress=_Progress("tracking"))
+    with ProgressCallback("tracking", "frame", shown=not args.no_progress) as progress:
+        tracks.propagate(progress=progress)
     summary = track_summary(tracks_document(tracks))
-    Path(args.out).write_text(json.dumps(summary) + "\n")
+    write_json_atomically(args.out, summary)
     present = sum(f["mask"] is not None for f in summary["regions"][0]["frames"])
     print(
         f"{summary['regions'][0]['tag']} is in view on {present} of {len(clip)} frames; tracks written to {args.out}",
@@ -138,6 +118,7 @@ def run_track(args: argparse.Namespace) -> int:
     if args.preview:
         from gar_app.tracking.preview import render_preview
 
-        render_preview(tracks, args.preview, progress=_Progress("preview"))
+        with ProgressCallback("preview", "frame", shown=not args.no_progress) as progress:
+            render_preview(tracks, args.preview, progress=progress)
         print(f"preview written to {args.preview}", file=sys.stderr)
     return 0

@@ -21,10 +21,11 @@ from typing import Any
 
 import numpy as np
 from PIL import Image
-from tqdm import tqdm
 
 from gar_app.errors import InputError
+from gar_app.files import write_json_atomically
 from gar_app.images import load_image
+from gar_app.progress import progress_bar
 from gar_app.rle import rle_to_mask
 from gar_app.tags import find_tags, tag
 
@@ -121,19 +122,11 @@ def resolve_image(item: Item, images_dir: str | os.PathLike) -> Path:
 
 def decode_masks(item: Item, size: tuple[int, int]) -> list[np.ndarray]:
     """Boolean HxW masks from the item's COCO RLEs; ``size`` is the image's (width, height)."""
-    masks = []
-    for number, rle in enumerate(item["mask_rles"]):
-        try:
-            mask = rle_to_mask(rle)
-        except InputError as error:
-            raise InputError(f"item {_name(item)}: mask {number}: {error}") from None
-        height, width = mask.shape
-        if (width, height) != tuple(size):
-            raise InputError(
-                f"item {_name(item)}: mask {number} is {width}x{height}, image is {size[0]}x{size[1]}"
-            )
-        masks.append(mask)
-    return masks
+    width, height = size
+    return [
+        rle_to_mask(rle, f"item {_name(item)}: mask {number}", (height, width))
+        for number, rle in enumerate(item["mask_rles"])
+    ]
 
 
 def build_prompt(
@@ -173,18 +166,9 @@ def read_records(out_path: Path) -> list[Item]:
 
 
 def write_records(out_path: Path, records: Iterable[Item]) -> None:
-    """Write via a temporary file and ``os.replace``: a reader or a kill never sees half a file."""
+    """Write the records atomically: a reader or a kill never sees half a file."""
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = out_path.with_name(f".{out_path.name}.{os.getpid()}.tmp")
-    try:
-        with open(temporary, "w", encoding="utf-8") as handle:
-            json.dump(list(records), handle, ensure_ascii=False)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, out_path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
+    write_json_atomically(out_path, list(records))
 
 
 def remaining(items: list[Item], previous: list[Item], model_id: str) -> int:
@@ -252,7 +236,7 @@ def run_split(
 
     if changed:
         save()
-    for item, image_path in tqdm(todo, desc="GARBench", unit="item", disable=not progress):
+    for item, image_path in progress_bar(todo, what="GARBench", unit="item", shown=progress):
         image = load_image(image_path)
         output = predict(item, image, decode_masks(item, image.size))
         record = {**item, **extra, "image_path": str(image_path.resolve()), "model_output": str(output)}

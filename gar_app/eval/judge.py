@@ -25,11 +25,11 @@ from typing import Any
 
 import numpy as np
 from PIL import Image
-from tqdm import tqdm
 
 from gar_app.errors import GarAppError, InputError
 from gar_app.eval.garbench import decode_masks, resolve_image
 from gar_app.images import load_image, mask_box
+from gar_app.progress import progress_bar
 from gar_app.tags import tag
 
 SYSTEM_PROMPT = (
@@ -227,8 +227,8 @@ def judge_records(
     verdicts: list[tuple[str, bool]] = []
     errors: list[tuple[str, str]] = []
     in_a_row = 0
-    for (name, record), path in tqdm(
-        list(zip(records, paths, strict=True)), desc="judge", unit="item", disable=not progress
+    for (name, record), path in progress_bar(
+        list(zip(records, paths, strict=True)), what="judge", unit="item", shown=progress
     ):
         image = load_image(path)
         try:

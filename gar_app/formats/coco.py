@@ -20,6 +20,7 @@ import tempfile
 from pathlib import Path
 from typing import IO, Any
 
+from gar_app.files import sync_folder
 from gar_app.formats.document import ExportedRegion
 from gar_app.rle import mask_to_rle
 
@@ -91,6 +92,7 @@ class CocoWriter:
                 out.flush()
                 os.fsync(out.fileno())
             os.replace(partial, self.path)
+            sync_folder(self.path.parent)
         finally:
             partial.unlink(missing_ok=True)
             self.discard()

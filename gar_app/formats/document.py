@@ -178,7 +178,7 @@ def _region_dict(region: ExportedRegion) -> dict[str, Any]:
     data = {
         "index": region.index,
         "tag": region.tag,
-        "colour": region.colour,
+        "colour": region.colour.lower(),  # one case in both document kinds; either is read
         "caption": region.caption,
         "prompt": {
             "source": region.source,
@@ -310,18 +310,10 @@ def _read_turn(data: Any, where: str) -> Turn:
 
 def _read_mask(rle: Any, where: str, height: int, width: int) -> np.ndarray:
     """A mask of the image's size from RLE; a wrong size is refused before decoding."""
-    if not isinstance(rle, dict):
-        raise bad(f"{where} must be an object")
-    size = rle.get("size")
-    if isinstance(size, list) and len(size) == 2 and all(map(is_int, size)) and size != [height, width]:
-        raise bad(f"{where} is {size[1]}x{size[0]} but the image is {width}x{height}")
     try:
-        mask = rle_to_mask(rle)
+        return rle_to_mask(rle, where, (height, width))
     except InputError as error:
-        raise bad(f"{where}: {error}") from None
-    if mask.shape != (height, width):
-        raise bad(f"{where} is {mask.shape[1]}x{mask.shape[0]} but the image is {width}x{height}")
-    return mask
+        raise bad(str(error)) from None
 
 
 def _read_turn_masks(data: dict, where: str, height: int, width: int) -> dict[str, dict[str, Any]]:

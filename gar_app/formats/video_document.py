@@ -19,7 +19,7 @@ from gar_app.formats import FORMAT
 from gar_app.formats.jsonio import COLOUR, bad, dump, get, parse_json
 from gar_app.images import max_image_pixels
 from gar_app.regions import SOURCES
-from gar_app.rle import mask_to_rle, rle_counts, rle_to_mask
+from gar_app.rle import checked_rle, rle_to_mask
 from gar_app.tags import tag
 
 
@@ -112,7 +112,7 @@ def video_to_dict(doc: VideoDocument) -> dict[str, Any]:
             {
                 "index": r.index,
                 "tag": r.tag,
-                "colour": r.colour,
+                "colour": r.colour.lower(),  # one case in both document kinds; either is read
                 "anchor": r.anchor,
                 "keyframes": [{"index": k.index, "time": k.time, "source": k.source} for k in r.keyframes],
                 "captions": [{"index": c.index, "time": c.time, "text": c.text} for c in r.captions],
@@ -189,19 +189,13 @@ def _read_video(data: Any) -> tuple[VideoSource, int]:
 
 
 def _read_rle(value: Any, where: str, height: int, width: int) -> dict[str, Any] | None:
+    """A frame's mask, checked and kept as RLE text (null where the region is absent)."""
     if value is None:
         return None
-    if not isinstance(value, dict):
-        raise bad(f"{where} must be an RLE object or null")
     try:
-        h, w, _ = rle_counts(value)
+        return checked_rle(value, where, (height, width), "each video frame")
     except InputError as error:
-        raise bad(f"{where}: {error}") from None
-    if (h, w) != (height, width):
-        raise bad(f"{where} is {w}x{h} but the video's frames are {width}x{height}")
-    if isinstance(value["counts"], str) and set(value) == {"size", "counts"}:
-        return {"size": [h, w], "counts": value["counts"]}
-    return mask_to_rle(rle_to_mask(value))  # counts as a list or bytes: keep the canonical text form
+        raise bad(str(error)) from None
 
 
 def _read_track(data: Any, where: str, video: VideoSource, indices: list[int] | None) -> TrackData:

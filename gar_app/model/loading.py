@@ -22,7 +22,8 @@ from PIL import Image
 from safetensors import safe_open
 from transformers.initialization import no_init_weights
 
-from gar_app.errors import CheckpointError, InputError
+from gar_app.devices import default_device, torch_dtype
+from gar_app.errors import CheckpointError
 from gar_app.images import load_image
 from gar_app.model.chat import ChatSession
 from gar_app.model.configuration import GarConfig
@@ -105,14 +106,6 @@ def load_weights(model: GarForConditionalGeneration, folder: Path) -> None:
                     )
                 with torch.no_grad():
                     target.copy_(tensor)
-
-
-def default_device() -> str:
-    if torch.cuda.is_available():
-        return "cuda"
-    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-        return "mps"
-    return "cpu"
 
 
 def default_dtype(device: str) -> torch.dtype:
@@ -229,13 +222,7 @@ def load_gar(
     or ``static``; see ``Gar.set_decode``."""
     folder = resolve_checkpoint(model)
     device = device or default_device()
-    if isinstance(dtype, str):
-        name = dtype
-        dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}.get(name)
-        dtype = dtype or getattr(torch, name, None)
-        if not isinstance(dtype, torch.dtype):
-            raise InputError(f"unknown dtype {name!r}; use bf16, fp16 or fp32")
-    dtype = dtype or default_dtype(device)
+    dtype = torch_dtype(dtype) or default_dtype(device)
     try:
         config = GarConfig.from_pretrained(folder)
     except (OSError, ValueError, TypeError, KeyError) as error:

@@ -14,13 +14,13 @@ Import (``gar-app project import --coco``) seeds regions from a COCO file's anno
 from __future__ import annotations
 
 import json
-import os
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from gar_app.errors import GarAppError, InputError
+from gar_app.files import write_atomically
 from gar_app.formats.document import AnnotationDocument, ExportedRegion, to_json
 from gar_app.formats.video_document import VideoDocument, video_to_json
 from gar_app.project.project import Project
@@ -37,20 +37,6 @@ class ExchangeReport:
 
     def leave_out(self, path: str, why: str) -> None:
         self.left_out.append(f"{path}: {why}")
-
-
-def _write_text(path: Path, text: str) -> None:
-    """Write a file whole or not at all (a crash never leaves half a file)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.{os.getpid()}.part")
-    try:
-        with open(partial, "w", encoding="utf-8") as out:
-            out.write(text)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(partial, path)
-    finally:
-        partial.unlink(missing_ok=True)
 
 
 def project_images(
@@ -115,7 +101,7 @@ def export_training(project: Project, out: Path) -> ExchangeReport:
             lines.append(json.dumps(record, ensure_ascii=False))
             report.images += 1
             report.regions += len(record["mask_rle"])
-    _write_text(out, "[\n" + ",\n".join(lines) + ("\n" if lines else "") + "]\n")
+    write_atomically(out, "[\n" + ",\n".join(lines) + ("\n" if lines else "") + "]\n")
     return report
 
 
@@ -150,7 +136,9 @@ def export_gar(project: Project, out: Path) -> ExchangeReport:
             report.leave_out(entry.path, "changed on disk since it was annotated")
             continue
         text = video_to_json(document) if isinstance(document, VideoDocument) else to_json(document)  # type: ignore[arg-type]
-        _write_text(out.joinpath(*PurePosixPath(entry.path + GAR_SUFFIX).parts), text)
+        target = out.joinpath(*PurePosixPath(entry.path + GAR_SUFFIX).parts)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        write_atomically(target, text)
         report.images += 1
         report.regions += len(document.regions)  # type: ignore[union-attr]
     return report
@@ -181,11 +169,11 @@ def _regions(
     regions = []
     for annotation in annotations:
         try:
-            mask = segmentation_mask(annotation["segmentation"], height, width)
+            where = f"annotation {annotation['id']}"
+            mask = segmentation_mask(annotation["segmentation"], height, width, f"{where}'s segmentation")
             caption = annotation.get("caption")
             source = annotation.get("caption_source")
-            where = f"annotation {annotation['id']}.caption_source"
-            source = None if source is None else read_caption_source(source, where)
+            source = None if source is None else read_caption_source(source, f"{where}.caption_source")
         except GarAppError as error:
             report.leave_out(path, f"annotation {annotation['id']}: {error}")
             continue

@@ -10,44 +10,22 @@ fraction of opening them; annotating always goes through ``gar_app.images.load_i
 from __future__ import annotations
 
 import os
-import warnings
 from pathlib import Path
 
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps
 
 from gar_app.errors import GarAppError, InputError
-from gar_app.images import check_file_size, check_image_size, max_image_pixels, to_rgb
+from gar_app.images import open_image, to_rgb
 
 ROTATED = (5, 6, 7, 8)  # EXIF orientations that swap width and height
 EXIF_ORIENTATION = 0x0112
 
 
 def _unreadable(path: Path) -> InputError:
+    """What ``open_image`` says of a file it cannot decode (here: a preview's reduced decode)."""
     return InputError(
         f"cannot read image {path.name}: not a valid image (damaged, or a format Pillow cannot read)"
     )
-
-
-def _open_header(path: Path) -> Image.Image:
-    """The image opened lazily (header only), its file size and pixel count checked."""
-    check_file_size(path, f"image {path.name}")
-    limit = max_image_pixels()
-    if Image.MAX_IMAGE_PIXELS is not None and limit > Image.MAX_IMAGE_PIXELS:
-        Image.MAX_IMAGE_PIXELS = limit
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            image = Image.open(path)
-    except Image.DecompressionBombError:
-        raise InputError(f"image {path.name} has more pixels than this app accepts") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
-        raise _unreadable(path) from None
-    try:
-        check_image_size(image.width, image.height, f"image {path.name}")
-    except InputError:
-        image.close()
-        raise
-    return image
 
 
 def _oriented_size(image: Image.Image) -> tuple[int, int]:
@@ -62,7 +40,7 @@ def _oriented_size(image: Image.Image) -> tuple[int, int]:
 
 def probe_image(path: Path) -> tuple[int, int]:
     """Width and height as the app will see the image, from the header alone."""
-    with _open_header(path) as image:
+    with open_image(path, decode=False) as image:
         return _oriented_size(image)
 
 
@@ -93,13 +71,13 @@ def make_thumbnail(path: Path, kind: str, target: Path, edge: int) -> tuple[int,
         frame, _, _ = read_frame(path, 0)
         size = frame.size
     else:
-        try:
-            with _open_header(path) as image:
-                size = _oriented_size(image)
-                image.draft("RGB", (edge, edge))  # JPEG: decode at 1/2, 1/4 or 1/8 scale
+        with open_image(path, decode=False) as image:
+            size = _oriented_size(image)
+            image.draft("RGB", (edge, edge))  # JPEG: decode at 1/2, 1/4 or 1/8 scale
+            try:
                 frame = to_rgb(ImageOps.exif_transpose(image))
-        except (OSError, SyntaxError, ValueError):
-            raise _unreadable(path) from None
+            except (OSError, SyntaxError, ValueError):
+                raise _unreadable(path) from None
     frame.thumbnail((edge, edge))
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_name(f".{target.name}.{os.getpid()}.part")

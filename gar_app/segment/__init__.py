@@ -11,6 +11,7 @@ import importlib
 import os
 from typing import TYPE_CHECKING, Any
 
+from gar_app.devices import default_device
 from gar_app.errors import CheckpointError
 from gar_app.segment.base import CheckedPrompt, Prompt, Segmenter, SegmentResult, check_prompt
 from gar_app.segment.grabcut import GrabCutSegmenter
@@ -54,7 +55,6 @@ __all__ = [
     "Segmenter",
     "build_sam",
     "check_prompt",
-    "default_device",
     "download_checkpoint",
     "find_checkpoint",
     "infer_config",
@@ -63,12 +63,6 @@ __all__ = [
     "sam_cache_dir",
     "write_tiny_sam",
 ]
-
-
-def default_device() -> str:
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def load_segmenter(

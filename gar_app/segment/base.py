@@ -30,7 +30,7 @@ import numpy as np
 from PIL import Image
 
 from gar_app.errors import InputError
-from gar_app.images import ImageSource, load_image
+from gar_app.images import ImageSource, check_mask_shape, load_image
 
 Scribble = Sequence[Sequence[float]] | Sequence[Sequence[Sequence[float]]] | np.ndarray
 
@@ -162,10 +162,7 @@ def _stroke_mask(scribble: Scribble, width: int, height: int) -> np.ndarray:
         if arr.ndim == 3:
             # a drawing layer: its alpha says where the brush went, whatever the brush colour
             arr = arr[..., 3] if arr.shape[2] == 4 else arr[..., :3].any(axis=-1)
-        if arr.shape != (height, width):
-            raise InputError(
-                f"the scribble mask is {arr.shape[-1]}x{arr.shape[0]}, the image {width}x{height}"
-            )
+        check_mask_shape(arr.shape, width, height, "the scribble mask")
         return arr != 0
     canvas = np.zeros((height, width), np.uint8)
     thickness = stroke_width(width, height)

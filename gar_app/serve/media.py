@@ -12,16 +12,14 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import io
-import warnings
 from pathlib import Path, PurePosixPath
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps
 
 from gar_app import images
-from gar_app.errors import InputError
-from gar_app.serve.errors import ApiError, bad_request, too_large
+from gar_app.errors import InputError, MaskSizeError, TooLargeError
+from gar_app.serve.errors import bad_request, too_large
 
 
 class MediaReader:
@@ -63,13 +61,10 @@ class MediaReader:
             raise bad_request(f"{param}: the path leads outside the server's allowed folder", param)
         if not target.is_file():
             raise bad_request(f"{param}: no such file in the server's allowed folder: {relative}", param)
-        size, limit = target.stat().st_size, images.max_file_bytes()
-        if size > limit:
-            raise too_large(
-                f"{param}: the file is {size / 2**20:.1f} MB, more than the {limit / 2**20:g} MB "
-                f"the app reads (${images.MAX_FILE_MB_ENV})",
-                param,
-            )
+        try:
+            images.check_file_size(target, f"{param}: the file")
+        except TooLargeError as error:
+            raise too_large(str(error), param) from None
         return target.read_bytes()
 
     def image(self, url: object, param: str) -> tuple[Image.Image, str]:
@@ -80,12 +75,10 @@ class MediaReader:
     def mask(self, url: object, param: str, size: tuple[int, int]) -> np.ndarray:
         """A boolean mask from a PNG (or any image) URL; it must be exactly ``size`` = (width, height)."""
         opened = _open(self.read(url, param), param, "mask")
-        if opened.size != tuple(size):
-            raise bad_request(
-                f"{param}: the mask is {opened.width}x{opened.height} but the image is {size[0]}x{size[1]}",
-                param,
-                "mask_size",
-            )
+        try:
+            images.check_mask_shape((opened.height, opened.width), *size, f"{param}: the mask")
+        except MaskSizeError as error:
+            raise bad_request(str(error), param, "mask_size") from None
         try:
             return images.load_mask(opened)
         except (InputError, OSError, ValueError, SyntaxError) as error:
@@ -103,41 +96,23 @@ def _data_url_bytes(url: str, param: str) -> bytes:
 
 
 def _open(data: bytes, param: str, what: str) -> Image.Image:
-    """Open an image lazily and refuse it on its header when it has too many pixels."""
-    limit = images.max_image_pixels()
+    """An image or mask a client sent, decoded by the app's one opener (limits checked on the header)."""
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # refused below, more clearly
-            opened = Image.open(io.BytesIO(data))
-    except Image.DecompressionBombError:
-        raise too_large(
-            f"{param}: the {what} has more than the {limit / 1e6:g} megapixels the app accepts "
-            f"(${images.MAX_MEGAPIXELS_ENV})",
-            param,
-        ) from None
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
+        return images.open_image(data, f"the {what}")
+    except TooLargeError as error:
+        raise too_large(f"{param}: {error}", param) from None
+    except InputError:
         raise bad_request(
             f"{param}: the {what} is not an image Pillow can read (damaged, or an unknown format)",
             param,
             f"invalid_{what}",
         ) from None
-    if opened.width * opened.height > limit:
-        raise too_large(
-            f"{param}: the {what} is {opened.width}x{opened.height} "
-            f"({opened.width * opened.height / 1e6:.1f} megapixels), more than the "
-            f"{limit / 1e6:g} megapixels the app accepts (${images.MAX_MEGAPIXELS_ENV})",
-            param,
-        )
-    return opened
 
 
 def decode_image(data: bytes, param: str) -> Image.Image:
     """RGB pixels of an encoded image, EXIF orientation applied, as ``gar_app.images`` reads files."""
     opened = _open(data, param, "image")
     try:
-        opened.load()
         return images.load_image(ImageOps.exif_transpose(opened))
-    except ApiError:
-        raise
     except (InputError, OSError, ValueError, SyntaxError) as error:
         raise bad_request(f"{param}: cannot decode the image ({error})", param, "invalid_image") from None

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from gar_app.errors import InputError
+from gar_app.errors import InputError, MaskSizeError
 from gar_app.model.settings import MAX_LOGPROBS, GenerationSettings
 from gar_app.rle import rle_to_mask
 from gar_app.segment.base import Prompt, check_prompt
@@ -140,24 +140,12 @@ def resolve_regions(
 
 def _rle_mask(rle: Any, param: str, size: tuple[int, int]) -> np.ndarray:
     width, height = size
-    if isinstance(rle, dict) and isinstance(rle.get("size"), list) and rle["size"] != [height, width]:
-        raise bad_request(
-            f"{param}: the mask's size is {rle['size']} ([height, width]) but the image is "
-            f"[{height}, {width}]",
-            param,
-            "mask_size",
-        )
     try:
-        mask = rle_to_mask(rle)
+        return rle_to_mask(rle, param, (height, width))
+    except MaskSizeError as error:
+        raise bad_request(str(error), param, "mask_size") from None
     except InputError as error:
-        raise bad_request(f"{param}: {error}", param, "invalid_mask") from None
-    if mask.shape != (height, width):
-        raise bad_request(
-            f"{param}: the mask is {mask.shape[1]}x{mask.shape[0]} but the image is {width}x{height}",
-            param,
-            "mask_size",
-        )
-    return mask
+        raise bad_request(str(error), param, "invalid_mask") from None
 
 
 # ---------------------------------------------------------------- reading the body

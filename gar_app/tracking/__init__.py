@@ -108,11 +108,9 @@ def load_tracker(
         return ClassicalTracker(reason="no SAM 2 weights")
     import torch
 
-    from gar_app.segment import default_device
+    from gar_app.devices import default_device, torch_dtype
     from gar_app.tracking.sam2 import Sam2Tracker
     from gar_app.tracking.sam2_checkpoint import load_sam2
 
     device = device or default_device()
-    if isinstance(dtype, str):
-        dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[dtype]
-    return Sam2Tracker(load_sam2(sam2, device, dtype or torch.float32))
+    return Sam2Tracker(load_sam2(sam2, device, torch_dtype(dtype) or torch.float32))

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from gar_app.errors import InputError
+from gar_app.images import check_mask_shape
 from gar_app.segment.base import Prompt
 from gar_app.video import Clip
 
@@ -68,10 +69,7 @@ def check_keyframe_mask(mask: np.ndarray, clip: Clip) -> np.ndarray:
     array = np.asarray(mask)
     if array.ndim != 2:
         raise InputError(f"a region mask must be a 2-D array, not shape {array.shape}")
-    if array.shape != (clip.info.height, clip.info.width):
-        raise InputError(
-            f"the mask is {array.shape[1]}x{array.shape[0]} but the video's frames are {clip.info.width}x{clip.info.height}"
-        )
+    check_mask_shape(array.shape, clip.info.width, clip.info.height, image="each video frame")
     array = array != 0
     if not array.any():
         raise InputError("the mask is empty: nothing was selected, so there is no region to track")
