@@ -27,6 +27,7 @@ bench: setup
 	HF_HUB_OFFLINE=1 $(PY) bench/bench_api.py
 	HF_HUB_OFFLINE=1 $(PY) bench/bench_track.py
 	HF_HUB_OFFLINE=1 $(PY) bench/bench_startup.py
+	HF_HUB_OFFLINE=1 $(PY) bench/bench_project.py
 	HF_HUB_OFFLINE=1 $(PY) bench/bench_rle.py
 
 assets: setup

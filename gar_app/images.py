@@ -84,12 +84,14 @@ def check_byte_count(size: int, what: str = "the file") -> None:
         )
 
 
-def open_image(source: str | os.PathLike | bytes, what: str = "Image") -> Image.Image:
+def open_image(source: str | os.PathLike | bytes, what: str = "Image", decode: bool = True) -> Image.Image:
     """The one way the app opens an image file or encoded bytes: the byte count, then the pixel
     count from the header, are checked before any pixel is decoded; then it is decoded here,
     so a damaged file fails here, as one ``InputError`` (``TooLargeError`` over a limit).
 
     ``what`` starts the messages: "Image", "Mask" (a path's file name follows it).
+    ``decode=False`` stops after the header's checks (a gallery reading sizes, or decoding a
+    reduced preview itself); the caller closes the image.
     """
     if isinstance(source, bytes):
         check_byte_count(len(source), what)
@@ -111,7 +113,8 @@ def open_image(source: str | os.PathLike | bytes, what: str = "Image") -> Image.
             image = Image.open(stream)  # reads the header only
         with _closed_on_error(image):
             check_image_size(image.width, image.height, name)
-            image.load()
+            if decode:
+                image.load()
     except Image.DecompressionBombError as error:  # PIL refused the header itself (over 2x its own limit)
         pixels = re.search(r"\((\d+) pixels\)", str(error))
         size = f"{int(pixels[1]) / 1e6:.1f} megapixels, " if pixels else ""

@@ -56,8 +56,8 @@ LAYERS: Layers = [
         ["gar_app.workspace", "gar_app.tracking.*", "gar_app.eval.*"],
     ),
     (
-        "services over sessions: the HTTP API, batch captioning (a project store goes here)",
-        ["gar_app.serve.*", "gar_app.batch.*"],
+        "services over sessions: the HTTP API, batch captioning, projects (a folder and its store)",
+        ["gar_app.serve.*", "gar_app.batch.*", "gar_app.project.*"],
     ),
     ("the gar-app command", ["gar_app.cli.*", "gar_app.__main__"]),
     ("the page's pieces (Gradio)", ["components.*"]),

@@ -62,6 +62,8 @@ def predictions(tmp_path) -> str:
         ["eval", "run", "--help"],
         ["describe", "--help"],
         ["tiny", "--help"],
+        ["project", "--help"],
+        ["project", "describe", "--help"],
     ],
 )
 def test_help_imports_no_model_library(tmp_path, argv):

@@ -30,6 +30,7 @@ SUBCOMMANDS = (
     "gar_app.cli.track:add_track",
     "gar_app.cli.serve:add_serve",
     "gar_app.cli.batch:add_batch",
+    "gar_app.cli.project:add_project",
 )
 
 

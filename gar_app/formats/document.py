@@ -32,6 +32,7 @@ import numpy as np
 from gar_app.conversation import Turn
 from gar_app.errors import InputError
 from gar_app.formats import FORMAT
+from gar_app.formats.caption_source import CaptionSource, read_caption_source
 from gar_app.formats.jsonio import (
     COLOUR,
     Point,
@@ -82,6 +83,7 @@ class ExportedRegion:
     prompt_box: tuple[float, float, float, float] | None = None  # the dragged box, xyxy pixels
     scribble: list[Point] = field(default_factory=list)
     mask_name: str | None = None  # file name of an uploaded mask
+    caption_source: CaptionSource | None = None  # who wrote the caption; None: not recorded
 
     def __post_init__(self) -> None:
         self.mask = np.ascontiguousarray(self.mask, dtype=bool)
@@ -173,7 +175,7 @@ def check_image(document: ImageInfo, loaded: ImageInfo, image: ImageSource) -> N
 
 def _region_dict(region: ExportedRegion) -> dict[str, Any]:
     box = region.box
-    return {
+    data = {
         "index": region.index,
         "tag": region.tag,
         "colour": region.colour.lower(),  # one case in both document kinds; either is read
@@ -190,6 +192,9 @@ def _region_dict(region: ExportedRegion) -> dict[str, Any]:
         "area": region.area,
         "mask": mask_to_rle(region.mask),
     }
+    if region.caption_source is not None:  # optional: files without it read as before
+        data["caption_source"] = region.caption_source.to_dict()
+    return data
 
 
 def to_dict(doc: AnnotationDocument) -> dict[str, Any]:
@@ -266,6 +271,9 @@ def _read_region(data: Any, where: str, height: int, width: int) -> ExportedRegi
         box,
         scribble,
         get(prompt, "mask_name", "str", pw, optional=True),
+        read_caption_source(data["caption_source"], f"{where}.caption_source")
+        if data.get("caption_source") is not None
+        else None,
     )
     expected_box = None if region.box is None else list(region.box)
     if (
